@@ -1,0 +1,132 @@
+# Two commands for a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+PYTEST_ARGS ?=
+export TEST_POSTGRES_URL
+
+# The second combination of the version matrix: the newest Python and Django.
+# (pyenv's shims answer `command -v` without working, so try the installed path first.)
+PYTHON_NEWEST ?= $(firstword $(wildcard /root/.pyenv/versions/3.13*/bin/python3.13) \
+	$(shell command -v python3.13 2>/dev/null))
+DJANGO_NEWEST ?= django>=6.1,<6.2
+MATRIX_VENV ?= .venv-py313-dj61
+MBIN := $(MATRIX_VENV)/bin
+
+.PHONY: install install-matrix demo test test-sqlite test-postgres test-matrix typecheck docs \
+	package-check lint format clean \
+	bench bench-smoke bench-history bench-profile bench-soak bench-knobs
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+$(MBIN)/.installed: pyproject.toml
+	@test -x "$(PYTHON_NEWEST)" || { echo "Python 3.13 not found: set PYTHON_NEWEST"; exit 1; }
+	$(PYTHON_NEWEST) -m venv $(MATRIX_VENV)
+	$(MBIN)/python -m pip install --quiet --upgrade pip
+	$(MBIN)/python -m pip install --quiet -e ".[dev,typecheck]" "$(DJANGO_NEWEST)"
+	touch $@
+
+install-matrix: $(MBIN)/.installed
+
+$(BIN)/.docs-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs]"
+	touch $@
+
+## demo: the example project on SQLite: web + worker, admin user, demo jobs. Ctrl-C stops both.
+demo: install
+	cd example_project && ../$(BIN)/python manage.py migrate --noinput
+	cd example_project && ../$(BIN)/python manage.py demo_setup
+	cd example_project && ../$(BIN)/python manage.py enqueue_demo_jobs
+	cd example_project && ../$(BIN)/python run_demo.py
+
+## test: the whole suite on SQLite, then on PostgreSQL (TEST_POSTGRES_URL).
+test: install test-sqlite test-postgres
+
+test-sqlite: install
+	@echo "==> tests on SQLite"
+	TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	@if $(BIN)/python tests/pg_reachable.py; then \
+		echo "==> tests on PostgreSQL ($(TEST_POSTGRES_URL))"; \
+		TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS); \
+	else \
+		echo ""; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+		echo "!!  PostgreSQL is NOT reachable: the PostgreSQL half of the suite did  !!"; \
+		echo "!!  NOT run. Start PostgreSQL or set TEST_POSTGRES_URL.                 !!"; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+		if [ "$$CI" = "true" ]; then exit 1; fi; \
+	fi
+
+## test-matrix: Python 3.13 + Django 6.1 on PostgreSQL (make test covers 3.11 + 5.2 on both).
+test-matrix: install-matrix
+	@if $(MBIN)/python tests/pg_reachable.py; then \
+		echo "==> tests on PostgreSQL, $$($(MBIN)/python -c 'import sys, django; print(f"Python {sys.version.split()[0]}, Django {django.__version__}")')"; \
+		TEST_DB=postgres $(MBIN)/python -m pytest $(PYTEST_ARGS); \
+	else \
+		echo "!! PostgreSQL is NOT reachable: the Django 6.1 tests did NOT run"; \
+		if [ "$$CI" = "true" ]; then exit 1; fi; \
+	fi
+
+## typecheck: mypy with django-stubs on the package (Django 6.1 stubs).
+typecheck: install-matrix
+	$(MBIN)/mypy
+
+## docs: the Sphinx site in docs/_build/html; warnings are errors.
+docs: $(BIN)/.docs-installed
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
+## package-check: build sdist + wheel, install the wheel in a clean venv, run the example on it.
+package-check: install
+	.ci/package-check $(BIN)/python
+
+## lint: ruff, formatting, and migrations in sync with the models.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings
+	cd example_project && ../$(BIN)/python manage.py makemigrations --check --dry-run
+
+## bench: our worker vs pgqueuer, procrastinate, django-tasks-db, one table of ratios
+## (private PostgreSQL, a virtualenv per system under bench/.venvs; ~10-15 min). See bench/README.md.
+bench:
+	$(PYTHON) bench/run.py
+
+bench-smoke:
+	$(PYTHON) bench/run.py --smoke
+	$(PYTHON) bench/history.py --smoke
+	$(PYTHON) bench/profile_worker.py --smoke
+	$(PYTHON) bench/soak.py --smoke
+
+## bench-history: claim, drain and admin with 2 million finished rows vs none
+bench-history:
+	$(PYTHON) bench/history.py
+
+## bench-profile: py-spy profile of runworker draining 10,000 no-op jobs
+bench-profile:
+	$(PYTHON) bench/profile_worker.py
+
+## bench-soak: worker RSS over 100,000 jobs at --concurrency 8
+bench-soak:
+	$(PYTHON) bench/soak.py
+
+## bench-knobs: drain rate per worker option (log level, concurrency, LISTEN)
+bench-knobs:
+	$(PYTHON) bench/knobs.py
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(MATRIX_VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache \
+		docs/_build example_project/db.sqlite3*

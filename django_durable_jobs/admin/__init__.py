@@ -1,0 +1,12 @@
+"""The Django admin as the jobs' operations console.
+
+One module per part: ``jobs`` (the list and URL wiring), ``detail`` (a job's
+page and its actions), ``actions`` (bulk actions), ``dashboard``, ``pages``
+(the console's own pages and tabs), ``filters``, ``paging``, ``charts``,
+``rendering`` and ``workers``.
+"""
+
+from .jobs import JobAdmin
+from .workers import QueueStateAdmin, WorkerAdmin
+
+__all__ = ["JobAdmin", "QueueStateAdmin", "WorkerAdmin"]

@@ -1,0 +1,176 @@
+"""The jobs list, made for millions of rows, and the wiring of the console's pages.
+
+* Counts are estimated past a cap and pages stop at ``JobPaginator.max_pages``.
+* Payload columns are never loaded for the list; the last error's message is
+  cut in SQL (and shown only with the ``view_job_payload`` permission).
+* Every filter maps to an index; sorting is by id only (newest first).
+* Search takes a job id (``123`` or ``#123``), a run id, or part of a job
+  name, matched against the registered names (then an indexed ``IN``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from .. import registry
+from ..conf import app_settings
+from ..db.expressions import LastHistoryMessage
+from ..models import Job
+from .actions import ACTIONS
+from .detail import detail_urls, detail_view
+from .filters import NameFilter, PeriodFilter, QueueFilter, StatusFilter
+from .pages import nav_tabs, pages
+from .paging import JobPaginator
+from .rendering import status_badge, when
+
+PAYLOAD_FIELDS = ("args", "kwargs", "result", "errors", "meta")
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "name",
+        "queue",
+        "status_badge",
+        "attempts_display",
+        "run_at_display",
+        "duration_display",
+        "last_error",
+    )
+    list_display_links = ("id", "name")
+    list_filter = (StatusFilter, QueueFilter, NameFilter, PeriodFilter)
+    search_fields = ("name",)
+    search_help_text = _("A job id (123 or #123), a run id, or part of a job name.")
+    ordering = ("-id",)
+    sortable_by = ("id",)
+    list_per_page = 50
+    list_max_show_all = 50
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # a COUNT per filter choice: too slow at scale
+    paginator = JobPaginator
+    actions = ACTIONS
+    change_list_template = "admin/django_durable_jobs/job/change_list.html"
+    #: Most jobs one "all matching" action changes per request (the CLI has no cap).
+    bulk_limit = 100_000
+
+    @property
+    def database(self) -> str:
+        return app_settings.DATABASE
+
+    # -- permissions -------------------------------------------------------
+    def _perm(self, request: HttpRequest, codename: str) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # jobs change through the actions, each with its own permission
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return self._perm(request, "retry_job")
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return self._perm(request, "cancel_job")
+
+    def has_run_now_permission(self, request: HttpRequest) -> bool:
+        return self._perm(request, "run_job_now")
+
+    def has_payload_permission(self, request: HttpRequest) -> bool:
+        return self._perm(request, "view_job_payload")
+
+    # -- list ----------------------------------------------------------------
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        queryset = super().get_queryset(request).using(self.database).defer(*PAYLOAD_FIELDS)
+        if self.has_payload_permission(request):
+            queryset = queryset.annotate(last_message=LastHistoryMessage(160))
+        return queryset
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        if self.has_payload_permission(request):
+            return self.list_display
+        return tuple(column for column in self.list_display if column != "last_error")
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # it loads every row; delete_jobs does not
+        return actions
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
+    ) -> tuple[QuerySet[Job], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        number = term.removeprefix("#")
+        if number.isascii() and number.isdigit():
+            return queryset.filter(id=int(number)), False
+        try:
+            return queryset.filter(run_id=uuid.UUID(term)), False
+        except ValueError:
+            pass
+        needle = term.casefold()
+        names = [name for name in registry.all_definitions() if needle in name.casefold()]
+        return queryset.filter(Q(name__in=names) | Q(name=term)), False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        context = {
+            "ddj_tabs": nav_tabs(request, self, "jobs"),
+            "title": _("Jobs"),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=context)
+
+    @admin.display(description=_("status"), ordering=None)
+    def status_badge(self, obj: Job) -> str:
+        return status_badge(obj.status)
+
+    @admin.display(description=_("attempts"))
+    def attempts_display(self, obj: Job) -> str:
+        return f"{obj.attempts}/{obj.max_attempts}"
+
+    @admin.display(description=_("run at"))
+    def run_at_display(self, obj: Job) -> str:
+        return format_html(
+            '<span title="{}">{}</span>',
+            when(obj.run_at),
+            timezone.localtime(obj.run_at).strftime("%Y-%m-%d %H:%M:%S"),
+        )
+
+    @admin.display(description=_("duration"))
+    def duration_display(self, obj: Job) -> str:
+        seconds = obj.duration
+        if seconds is None:
+            return "-"
+        return f"{seconds:.3f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+    @admin.display(description=_("last error"))
+    def last_error(self, obj: Job) -> str:
+        message = getattr(obj, "last_message", None)
+        if not message or obj.status == "SUCCESSFUL":
+            return ""
+        text = " ".join(message.split())
+        short = text if len(text) <= 90 else text[:89] + "…"
+        return format_html('<span class="ddj-error" title="{}">{}</span>', text, short)
+
+    # -- pages ---------------------------------------------------------------
+    def get_urls(self) -> list[URLPattern]:
+        own: list[URLPattern] = []
+        for page in pages():
+            own += page.urls(self)
+        return own + detail_urls(self) + super().get_urls()
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        return detail_view(self, request, object_id)

@@ -1,0 +1,40 @@
+"""Pagination for millions of jobs: no exact ``COUNT(*)``, no deep ``OFFSET``.
+
+The count is exact up to ``max_pages * per_page`` rows and estimated above
+(PostgreSQL planner statistics; "N+" on SQLite). Pages stop at ``max_pages``,
+because an ``OFFSET`` of a million rows reads a million rows: past that
+point, a filter finds jobs faster than paging does.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+
+from django.core.paginator import Paginator
+
+from ..operations import Count, count_jobs
+
+
+class JobPaginator(Paginator):
+    max_pages = 200
+
+    @cached_property
+    def count_info(self) -> Count:
+        return count_jobs(self.object_list, cap=self.max_pages * self.per_page)
+
+    @cached_property
+    def count(self) -> int:
+        return self.count_info.value
+
+    @cached_property
+    def num_pages(self) -> int:
+        if self.count == 0 and not self.allow_empty_first_page:
+            return 0
+        pages = math.ceil(max(1, self.count - self.orphans) / self.per_page)
+        return min(max(pages, 1), self.max_pages)
+
+    @property
+    def truncated(self) -> bool:
+        """More rows match than the pages reach."""
+        return not self.count_info.exact

@@ -1,0 +1,64 @@
+"""Names and limits shared by every module: statuses, priority bounds, the NOTIFY channel."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+PRIORITY_MIN = -100
+PRIORITY_MAX = 100
+DEFAULT_PRIORITY = 0
+
+#: PostgreSQL NOTIFY channel that wakes idle workers; the payload is the queue name.
+NOTIFY_CHANNEL = "durable_jobs"
+
+#: Queue names: short, printable, safe in URLs, logs and NOTIFY payloads.
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.:\-]{1,100}$"
+MAX_JOB_NAME_LENGTH = 255
+
+
+class JobStatus(models.TextChoices):
+    """Where a job is in its life.
+
+    The names follow Django's ``django.tasks`` where the meaning matches, plus
+    ``CANCELLED``. "Waiting to retry" is ``READY`` with ``attempts > 0`` and a
+    future ``run_at``.
+    """
+
+    READY = "READY", _("Ready")
+    RUNNING = "RUNNING", _("Running")
+    SUCCESSFUL = "SUCCESSFUL", _("Successful")
+    FAILED = "FAILED", _("Failed")
+    CANCELLED = "CANCELLED", _("Cancelled")
+
+    @classmethod
+    def finished(cls) -> frozenset[JobStatus]:
+        """Statuses a job never leaves by itself."""
+        return frozenset({cls.SUCCESSFUL, cls.FAILED, cls.CANCELLED})
+
+
+class AttemptOutcome(models.TextChoices):
+    """Why an attempt ended, as recorded in a job's attempt history."""
+
+    ERROR = "error", _("Raised an exception")
+    RETRY = "retry", _("Asked for a retry")
+    CANCELLED = "cancelled", _("Cancelled itself")
+    TIMEOUT = "timeout", _("Timed out")
+    WORKER_LOST = "worker_lost", _("Worker lost")
+    INTERRUPTED = "interrupted", _("Interrupted by shutdown")
+    UNKNOWN_JOB = "unknown_job", _("Unknown job")
+    DECODE_ERROR = "decode_error", _("Payload could not be decoded")
+    # Operator actions, recorded in the same history so it reads as one story.
+    OPERATOR_RETRY = "operator_retry", _("Retried by an operator")
+    OPERATOR_CANCEL = "operator_cancel", _("Cancelled by an operator")
+
+
+#: One bit per status, for ``Job.unique_states``: a job keeps its unique key only
+#: while its status's bit is set.
+STATUS_BITS: dict[str, int] = {
+    JobStatus.READY: 1,
+    JobStatus.RUNNING: 2,
+    JobStatus.SUCCESSFUL: 4,
+    JobStatus.FAILED: 8,
+    JobStatus.CANCELLED: 16,
+}

@@ -1,0 +1,252 @@
+"""What every database backend provides, and the rows it exchanges with the worker."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from ..constants import STATUS_BITS, JobStatus
+from ..models import Job, QueueState, Worker
+
+JOB_TABLE = Job._meta.db_table
+QUEUE_TABLE = QueueState._meta.db_table
+WORKER_TABLE = Worker._meta.db_table
+
+#: Columns an insert writes; every NOT NULL column without a database default is here.
+INSERT_COLUMNS = (
+    "name",
+    "queue",
+    "priority",
+    "status",
+    "args",
+    "kwargs",
+    "errors",
+    "attempts",
+    "max_attempts",
+    "timeout",
+    "run_at",
+    "enqueued_at",
+    "lease_token",
+    "unique_key",
+    "unique_states",
+    "concurrency_key",
+    "concurrency_limit",
+    "run_id",
+    "parent_id",
+    "waiting_for",
+    "meta",
+)
+
+#: Columns a claim returns, in ``ClaimedJob`` order.
+CLAIM_COLUMNS = (
+    "id",
+    "name",
+    "queue",
+    "priority",
+    "args",
+    "kwargs",
+    "attempts",
+    "max_attempts",
+    "timeout",
+    "lease_token",
+    "meta",
+    "run_id",
+    "unique_states",
+)
+
+
+LOST_LEASE_MESSAGE = (
+    "worker lost: lease expired (the worker stopped heartbeating: killed, crashed, "
+    "or cut off from the database)"
+)
+LOST_LEASE_FINAL_MESSAGE = LOST_LEASE_MESSAGE + "; no attempts left"
+
+
+@dataclasses.dataclass(slots=True)
+class ClaimedJob:
+    """A job this worker holds a lease on; ``lease_token`` fences every write about it."""
+
+    id: int
+    name: str
+    queue: str
+    priority: int
+    args: Any
+    kwargs: Any
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    lease_token: int
+    meta: Any
+    run_id: uuid.UUID | None
+    unique_states: int
+
+    @property
+    def meta_dict(self) -> dict[str, Any]:
+        meta = self.meta
+        if isinstance(meta, str):
+            try:
+                meta = json.loads(meta)
+            except ValueError:
+                return {}
+        return meta if isinstance(meta, dict) else {}
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    """How an attempt ended, as one fenced update of the job row.
+
+    ``status`` is the job's next status: a final one, or READY for a retry
+    (after ``retry_delay`` seconds). ``uncount`` gives the attempt back (a job
+    released at shutdown did not fail). ``error`` is appended to the history.
+    """
+
+    job: ClaimedJob
+    status: str
+    result_json: str | None = None
+    error: dict[str, Any] | None = None
+    retry_delay: float = 0.0
+    uncount: bool = False
+    #: The exception behind a failure (not stored; lets the worker tell a database
+    #: outage from a job's own error).
+    cause: BaseException | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: Jobs to insert in the same transaction as this outcome, if it is written
+    #: (the next step of a run, a chained job): see ``followups.py``.
+    follow_ups: list[Any] = dataclasses.field(default_factory=list, repr=False)
+    #: Group callbacks waiting for this job: released by one when it is final.
+    releases: list[int] = dataclasses.field(default_factory=list, repr=False)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in JobStatus.finished()
+
+    @property
+    def keeps_unique_key(self) -> bool:
+        return bool(self.job.unique_states & STATUS_BITS[self.status])
+
+
+def align_inserted(jobs: list[Any], rows: list[tuple[Any, ...]]) -> list[int | None]:
+    """Match ``(id, unique_key)`` rows of one insert to its input jobs, in input order.
+
+    Keyed jobs match by key (a key taken by another job, or by an earlier job
+    of the same batch, gives None); the other ids come from one sequence, row by
+    row, so in ascending order they follow the input order.
+    """
+    by_key = {key: job_id for job_id, key in rows if key is not None}
+    plain = iter(sorted(job_id for job_id, key in rows if key is None))
+    result: list[int | None] = []
+    for job in jobs:
+        if job.unique_key is None:
+            result.append(next(plain))
+        else:
+            result.append(by_key.pop(job.unique_key, None))
+    return result
+
+
+class Backend:
+    """SQL for one database alias. Methods use the calling thread's Django connection."""
+
+    vendor = ""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    @property
+    def connection(self) -> BaseDatabaseWrapper:
+        return connections[self.alias]
+
+    # -- enqueue -----------------------------------------------------------
+    def insert(self, jobs: list[Any], *, notify: bool) -> list[int | None]:
+        """Insert prepared jobs in as few statements as possible; ids in input order.
+
+        None marks a unique job whose key another job holds (nothing inserted).
+        """
+        raise NotImplementedError
+
+    def insert_statements(self, count: int) -> int:
+        """How many statements ``insert`` needs for ``count`` jobs."""
+        return 1
+
+    def release_waiting(self, counts: dict[int, int]) -> None:
+        """Lower ``waiting_for`` of these jobs by these counts (never below 0); wake workers."""
+        raise NotImplementedError
+
+    def notify(self, queues: set[str]) -> None:
+        """Wake workers listening for these queues (no-op where unsupported)."""
+
+    # -- worker ------------------------------------------------------------
+    def claim(
+        self, *, worker_id: uuid.UUID, queues: list[str] | None, limit: int, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        """Lease up to ``limit`` ready jobs, highest priority first; never block on locked rows."""
+        raise NotImplementedError
+
+    def record(self, outcomes: list[Outcome]) -> set[int]:
+        """Write outcomes, each only if its lease token still holds; return the ids written."""
+        raise NotImplementedError
+
+    def renew_leases(
+        self, worker_id: uuid.UUID, lease_seconds: float
+    ) -> list[tuple[int, int, bool]]:
+        """Extend this worker's running jobs' leases: ``(id, lease_token, cancel_requested)``."""
+        raise NotImplementedError
+
+    def give_back(
+        self,
+        *,
+        limit: int,
+        worker_id: uuid.UUID | None = None,
+        uncount: bool = False,
+        outcome: str = "worker_lost",
+        message: str = LOST_LEASE_MESSAGE,
+        final_message: str = LOST_LEASE_FINAL_MESSAGE,
+    ) -> list[tuple[int, str]]:
+        """Return RUNNING jobs whose worker is gone to READY (FAILED when no attempt is left).
+
+        Without ``worker_id``: the jobs whose lease expired; with it: that
+        worker's jobs (it is known dead). ``uncount`` gives the attempt back.
+        Returns ``(id, new status)`` pairs; several callers never take the same row.
+        """
+        raise NotImplementedError
+
+    def prepare_worker_connection(self) -> None:
+        """Per-connection setup a worker needs (SQLite: WAL)."""
+
+    def db_now(self) -> datetime:
+        """The database clock."""
+        raise NotImplementedError
+
+    # -- operations ----------------------------------------------------------
+    def distinct_queues(self) -> list[str]:
+        """Every queue name that has jobs, in order.
+
+        A loose index scan: one index probe per queue (``queue > previous``)
+        instead of reading every row, so it stays fast on millions of jobs.
+        """
+        with self.connection.cursor() as cursor:
+            cursor.execute(_DISTINCT_QUEUES_SQL)
+            return [row[0] for row in cursor.fetchall()]
+
+    def estimate_count(self, queryset: Any) -> int | None:
+        """The planner's row estimate for ``queryset``; None where there is none."""
+        return None
+
+    @staticmethod
+    def _row_to_claimed(row: tuple[Any, ...]) -> ClaimedJob:
+        return ClaimedJob(*row)
+
+
+_DISTINCT_QUEUES_SQL = f"""
+WITH RECURSIVE queues(name) AS (
+    SELECT MIN(queue) FROM {JOB_TABLE}
+    UNION ALL
+    SELECT (SELECT MIN(j.queue) FROM {JOB_TABLE} AS j WHERE j.queue > queues.name)
+    FROM queues WHERE queues.name IS NOT NULL
+)
+SELECT name FROM queues WHERE name IS NOT NULL
+"""

@@ -1,0 +1,424 @@
+"""PostgreSQL: SKIP LOCKED claims, fenced batch outcomes, LISTEN/NOTIFY wake-ups.
+
+Every statement here is a single round trip in autocommit mode, and all times
+come from the database clock (``now()``), never from the worker host.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from ..constants import NOTIFY_CHANNEL, STATUS_BITS, JobStatus
+from .base import (
+    CLAIM_COLUMNS,
+    INSERT_COLUMNS,
+    JOB_TABLE,
+    LOST_LEASE_FINAL_MESSAGE,
+    LOST_LEASE_MESSAGE,
+    QUEUE_TABLE,
+    Backend,
+    ClaimedJob,
+    Outcome,
+    align_inserted,
+)
+
+# Hot statements have a fixed text whatever the number of rows (arrays, not
+# VALUES lists), and run on server-side-binding cursors: psycopg prepares them
+# once per connection, so PostgreSQL parses and plans them once, not per call.
+
+# One statement inserts any number of jobs (one array per column), and sends the
+# wake-up NOTIFY once per queue, in the enqueuing transaction: delivered at
+# commit, never for a rollback.
+_INSERT_SQL = f"""
+WITH ins AS (
+    INSERT INTO {JOB_TABLE} ({", ".join(INSERT_COLUMNS)})
+    SELECT t.name, t.queue, t.priority, 'READY', t.args::jsonb, t.kwargs::jsonb, '[]'::jsonb,
+           0, t.max_attempts, t.timeout,
+           COALESCE(t.run_at, now() + t.delay * interval '1 second'), now(), 0,
+           t.unique_key, t.unique_states, t.concurrency_key, t.concurrency_limit, t.run_id,
+           t.parent_id, t.waiting_for, t.meta::jsonb
+    FROM unnest(
+        %s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::int[], %s::float8[],
+        %s::timestamptz[], %s::float8[], %s::text[], %s::int[], %s::text[], %s::int[],
+        %s::uuid[], %s::bigint[], %s::int[], %s::text[]
+    ) AS t(name, queue, priority, args, kwargs, max_attempts, timeout, run_at, delay,
+           unique_key, unique_states, concurrency_key, concurrency_limit, run_id, parent_id,
+           waiting_for, meta)
+    {{conflict}}
+    RETURNING id, queue, unique_key
+){{notify}}
+SELECT ins.id, ins.unique_key FROM ins{{woke}}
+"""
+_NOTIFY_CTE = f""",
+woke AS (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', d.queue) FROM (SELECT DISTINCT queue FROM ins) AS d
+)"""
+# Unique jobs: a row whose key is taken is skipped (DO NOTHING). PostgreSQL
+# first waits for a conflicting row's transaction to end, so a racing enqueue
+# that rolls back never swallows this one.
+_ON_CONFLICT = "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING"
+
+
+def _insert_statement(*, notify: bool, conflict: bool) -> str:
+    return _INSERT_SQL.format(
+        notify=_NOTIFY_CTE if notify else "",
+        woke=" CROSS JOIN (SELECT count(*) FROM woke) AS w" if notify else "",
+        conflict=_ON_CONFLICT if conflict else "",
+    )
+
+
+_INSERT_MANY = {
+    (notify, conflict): _insert_statement(notify=notify, conflict=conflict)
+    for notify in (False, True)
+    for conflict in (False, True)
+}
+
+# One job (the common enqueue()): scalar parameters dump much faster than arrays.
+_INSERT_ONE_ROW = f"""
+INSERT INTO {JOB_TABLE} ({", ".join(INSERT_COLUMNS)})
+VALUES (%s, %s, %s, 'READY', %s::jsonb, %s::jsonb, '[]'::jsonb, 0, %s, %s,
+        COALESCE(%s::timestamptz, now() + %s * interval '1 second'), now(), 0,
+        %s, %s, %s, %s, %s::uuid, %s, %s, %s::jsonb)
+"""
+
+
+def _insert_one_statement(*, notify: bool, conflict: bool) -> str:
+    insert = _INSERT_ONE_ROW.strip() + (f" {_ON_CONFLICT}" if conflict else "")
+    if not notify:
+        return f"{insert} RETURNING id"
+    return (
+        f"WITH ins AS ({insert} RETURNING id, queue) "
+        f"SELECT id, pg_notify('{NOTIFY_CHANNEL}', queue) FROM ins"
+    )
+
+
+_INSERT_ONE = {
+    (notify, conflict): _insert_one_statement(notify=notify, conflict=conflict)
+    for notify in (False, True)
+    for conflict in (False, True)
+}
+
+_RETURNING = ", ".join(f"j.{column}" for column in CLAIM_COLUMNS)
+
+# Why a CTE: UPDATE has no ORDER BY / LIMIT, and the candidates must be locked
+# (FOR UPDATE SKIP LOCKED) in priority order and limited *before* the update, so
+# concurrent workers each take different rows without waiting on each other.
+# Candidates are only ids: the payload is read once, by RETURNING.
+#
+# Per-key concurrency: a job with a concurrency key is a candidate only while
+# its key has free slots, as ddj_concurrency_slots() counts them after taking
+# the key's lock (see the initial migration); keys at their limit are skipped,
+# so blocked jobs take no slot. Within one claim, the jobs of a key are ranked
+# so that no more than its free slots start. Keyless jobs never call it.
+_CLAIM_SQL = f"""
+WITH candidates AS (
+    SELECT r.id, r.priority, r.run_at, r.concurrency_key,
+           CASE WHEN r.concurrency_key IS NULL THEN NULL
+                ELSE ddj_concurrency_slots(r.concurrency_key, r.concurrency_limit) END AS slots
+    FROM {JOB_TABLE} AS r
+    WHERE r.status = 'READY' AND r.waiting_for = 0 AND r.run_at <= now()
+      {{queue_filter}}
+      AND NOT EXISTS (SELECT 1 FROM {QUEUE_TABLE} AS q WHERE q.name = r.queue AND q.paused)
+      AND CASE WHEN r.concurrency_key IS NULL THEN true
+               ELSE ddj_concurrency_slots(r.concurrency_key, r.concurrency_limit) > 0 END
+    ORDER BY r.priority DESC, r.run_at, r.id
+    LIMIT %s
+    FOR UPDATE OF r SKIP LOCKED
+), allowed AS (
+    SELECT ranked.id FROM (
+        SELECT c.id, c.concurrency_key, c.slots,
+               row_number() OVER (PARTITION BY c.concurrency_key
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS n
+        FROM candidates AS c
+    ) AS ranked
+    WHERE ranked.concurrency_key IS NULL OR ranked.n <= ranked.slots
+)
+UPDATE {JOB_TABLE} AS j SET
+    status = 'RUNNING',
+    attempts = j.attempts + 1,
+    started_at = now(),
+    finished_at = NULL,
+    worker_id = %s,
+    lease_token = j.lease_token + 1,
+    lease_expires_at = now() + %s * interval '1 second',
+    unique_key = CASE WHEN j.unique_states & {STATUS_BITS[JobStatus.RUNNING]} = 0
+                      THEN NULL ELSE j.unique_key END
+FROM allowed AS c
+WHERE j.id = c.id
+RETURNING {_RETURNING}
+"""
+# Group callbacks: each member that finishes lowers its callback's waiting_for;
+# at 0 the callback becomes claimable, and idle workers are woken for it.
+_RELEASE_QUIET_SQL = f"""
+UPDATE {JOB_TABLE} AS j SET waiting_for = GREATEST(j.waiting_for - v.n, 0)
+FROM unnest(%s::bigint[], %s::int[]) AS v(id, n)
+WHERE j.id = v.id
+RETURNING j.queue, j.waiting_for
+"""
+_RELEASE_SQL = f"""
+WITH up AS ({_RELEASE_QUIET_SQL.strip()})
+SELECT pg_notify('{NOTIFY_CHANNEL}', d.queue)
+FROM (SELECT DISTINCT queue FROM up WHERE waiting_for = 0) AS d
+"""
+_CLAIM_FROM_ALL = _CLAIM_SQL.format(queue_filter="")
+_CLAIM_FROM_QUEUES = _CLAIM_SQL.format(queue_filter="AND r.queue = ANY(%s::text[])")
+
+# One statement records a whole batch of mixed outcomes. The WHERE clause is
+# the fence: a worker whose lease was taken over (token bumped, or status no
+# longer RUNNING) updates nothing. A deadlock with another statement touching
+# the same jobs (an operator's bulk cancel) is retried by the recorder.
+_RECORD_SQL = f"""
+UPDATE {JOB_TABLE} AS j SET
+    status = v.status,
+    result = v.result::jsonb,
+    errors = CASE WHEN v.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(v.error::jsonb) END,
+    attempts = j.attempts - v.uncount,
+    run_at = CASE WHEN v.status = 'READY' THEN now() + v.delay * interval '1 second'
+                  ELSE j.run_at END,
+    finished_at = CASE WHEN v.final THEN now() ELSE NULL END,
+    lease_expires_at = NULL,
+    unique_key = CASE WHEN v.keep_unique THEN j.unique_key ELSE NULL END
+FROM unnest(
+    %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::int[], %s::float8[],
+    %s::bool[], %s::bool[]
+) AS v(id, token, status, result, error, uncount, delay, final, keep_unique)
+WHERE j.id = v.id AND j.lease_token = v.token AND j.status = 'RUNNING'
+RETURNING j.id
+"""
+
+# SKIP LOCKED: a row locked by another statement is being finished, cancelled or
+# rescued right now; waiting for it could deadlock with this worker's own
+# completer, and the next heartbeat renews whatever is still ours.
+_RENEW_SQL = f"""
+WITH mine AS (
+    SELECT id FROM {JOB_TABLE}
+    WHERE worker_id = %s AND status = 'RUNNING'
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {JOB_TABLE} AS j SET lease_expires_at = now() + %s * interval '1 second'
+FROM mine WHERE j.id = mine.id
+RETURNING j.id, j.lease_token, j.cancel_requested_at IS NOT NULL
+"""
+
+# Jobs whose worker is gone go back to READY (or FAILED when no attempt is left),
+# with a history entry. ``{condition}`` picks them: an expired lease, or a worker
+# known to be dead. With ``uncount`` the attempt is given back instead (a worker
+# stopped by its supervisor at shutdown did not fail).
+_FINAL = "(%(uncount)s = 0 AND j.attempts >= j.max_attempts)"
+_GIVE_BACK_SQL = f"""
+WITH lost AS (
+    SELECT id FROM {JOB_TABLE}
+    WHERE status = 'RUNNING' AND {{condition}}
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {JOB_TABLE} AS j SET
+    status = CASE WHEN {_FINAL} THEN 'FAILED' ELSE 'READY' END,
+    attempts = j.attempts - %(uncount)s,
+    finished_at = CASE WHEN {_FINAL} THEN now() ELSE NULL END,
+    run_at = now(),
+    lease_expires_at = NULL,
+    errors = j.errors || jsonb_build_array(jsonb_build_object(
+        'attempt', j.attempts,
+        'outcome', %(outcome)s::text,
+        'exception_class', NULL,
+        'message', CASE WHEN {_FINAL} THEN %(final_message)s::text ELSE %(message)s::text END,
+        'traceback', NULL,
+        'worker', j.worker_id::text,
+        'at', now()
+    )),
+    unique_key = CASE
+        WHEN {_FINAL} AND j.unique_states & {STATUS_BITS[JobStatus.FAILED]} = 0 THEN NULL
+        WHEN NOT {_FINAL} AND j.unique_states & {STATUS_BITS[JobStatus.READY]} = 0 THEN NULL
+        ELSE j.unique_key END
+FROM lost AS e
+WHERE j.id = e.id
+RETURNING j.id, j.status
+"""
+
+
+def _row(job: Any) -> tuple[Any, ...]:
+    """A prepared job's values, in ``_INSERT_ONE``'s parameter order."""
+    return (
+        job.name,
+        job.queue,
+        job.priority,
+        job.args_json,
+        job.kwargs_json,
+        job.max_attempts,
+        job.timeout,
+        job.run_at,
+        job.delay or 0.0,
+        job.unique_key,
+        job.unique_states,
+        job.concurrency_key,
+        job.concurrency_limit,
+        job.run_id,
+        job.parent_id,
+        job.waiting_for,
+        job.meta_json,
+    )
+
+
+class _PreparingCursor:
+    """A psycopg cursor whose ``execute`` asks for a prepared statement (or not)."""
+
+    def __init__(self, cursor: Any, prepare: bool | None) -> None:
+        self.cursor = cursor
+        self.prepare = prepare
+
+    def execute(self, sql: str, params: Any) -> Any:
+        return self.cursor.execute(sql, params, prepare=self.prepare)
+
+    def fetchall(self) -> list[Any]:
+        return self.cursor.fetchall()
+
+
+class PostgreSQLBackend(Backend):
+    vendor = "postgresql"
+
+    @contextmanager
+    def _prepared(self) -> Iterator[_PreparingCursor]:
+        """A server-side-binding cursor on this thread's Django connection.
+
+        Same connection, so same transaction as Django's cursors (an enqueue in
+        ``atomic()`` stays in it). psycopg prepares a statement after a few uses
+        per connection, unless the project set ``OPTIONS["prepare_threshold"]``
+        to None (PgBouncer in transaction mode). Django's error wrapping is kept.
+        """
+        import psycopg
+
+        from ..conf import app_settings
+
+        prepare = True if app_settings.PREPARED_STATEMENTS else None
+        connection = self.connection
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            yield _PreparingCursor(cursor, prepare)
+
+    def insert(self, jobs: list[Any], *, notify: bool) -> list[int | None]:
+        conflict = any(job.unique_key is not None for job in jobs)
+        if len(jobs) == 1:
+            with self._prepared() as cursor:
+                cursor.execute(_INSERT_ONE[notify, conflict], _row(jobs[0]))
+                rows = cursor.fetchall()
+            return [rows[0][0] if rows else None]
+        columns: list[list[Any]] = [[] for _ in range(17)]
+        for job in jobs:
+            for column, value in zip(columns, _row(job), strict=True):
+                column.append(value)
+        with self._prepared() as cursor:
+            cursor.execute(_INSERT_MANY[notify, conflict], columns)
+            rows = cursor.fetchall()
+        return align_inserted(jobs, rows)
+
+    def release_waiting(self, counts: dict[int, int]) -> None:
+        from ..conf import app_settings
+
+        ids, amounts = list(counts), list(counts.values())
+        sql = _RELEASE_SQL if app_settings.LISTEN_NOTIFY else _RELEASE_QUIET_SQL
+        with self._prepared() as cursor:
+            cursor.execute(sql, [ids, amounts])
+
+    def notify(self, queues: set[str]) -> None:
+        with self.connection.cursor() as cursor:
+            for queue in sorted(queues):
+                cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
+
+    def claim(
+        self, *, worker_id: uuid.UUID, queues: list[str] | None, limit: int, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        if queues:
+            sql, params = _CLAIM_FROM_QUEUES, [list(queues), limit, worker_id, lease_seconds]
+        else:
+            sql, params = _CLAIM_FROM_ALL, [limit, worker_id, lease_seconds]
+        with self._prepared() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        jobs = [ClaimedJob(*row) for row in rows]
+        jobs.sort(key=lambda job: (-job.priority, job.id))
+        return jobs
+
+    def record(self, outcomes: list[Outcome]) -> set[int]:
+        if not outcomes:
+            return set()
+        columns: list[list[Any]] = [[] for _ in range(9)]
+        for outcome in outcomes:
+            for column, value in zip(
+                columns,
+                (
+                    outcome.job.id,
+                    outcome.job.lease_token,
+                    outcome.status,
+                    outcome.result_json,
+                    json.dumps(outcome.error, ensure_ascii=False) if outcome.error else None,
+                    1 if outcome.uncount else 0,
+                    outcome.retry_delay,
+                    outcome.is_final,
+                    outcome.keeps_unique_key,
+                ),
+                strict=True,
+            ):
+                column.append(value)
+        with self._prepared() as cursor:
+            cursor.execute(_RECORD_SQL, columns)
+            return {row[0] for row in cursor.fetchall()}
+
+    def renew_leases(
+        self, worker_id: uuid.UUID, lease_seconds: float
+    ) -> list[tuple[int, int, bool]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(_RENEW_SQL, [worker_id, lease_seconds])
+            return [(row[0], row[1], bool(row[2])) for row in cursor.fetchall()]
+
+    def give_back(
+        self,
+        *,
+        limit: int,
+        worker_id: uuid.UUID | None = None,
+        uncount: bool = False,
+        outcome: str = "worker_lost",
+        message: str = LOST_LEASE_MESSAGE,
+        final_message: str = LOST_LEASE_FINAL_MESSAGE,
+    ) -> list[tuple[int, str]]:
+        condition = "worker_id = %(worker)s" if worker_id else "lease_expires_at < now()"
+        params = {
+            "limit": limit,
+            "worker": worker_id,
+            "uncount": 1 if uncount else 0,
+            "outcome": outcome,
+            "message": message,
+            "final_message": final_message,
+        }
+        with self.connection.cursor() as cursor:
+            cursor.execute(_GIVE_BACK_SQL.format(condition=condition), params)
+            return [(row[0], row[1]) for row in cursor.fetchall()]
+
+    def db_now(self) -> datetime:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT now()")
+            return cursor.fetchone()[0]
+
+    def estimate_count(self, queryset: Any) -> int | None:
+        """Rows the planner expects (statistics from ANALYZE): instant, roughly right."""
+        plan = json.loads(queryset.order_by().explain(format="json"))
+        return int(plan[0]["Plan"]["Plan Rows"])
+
+    def listen_connection(self) -> Any:
+        """A new autocommit psycopg connection that LISTENs on the wake-up channel."""
+        import psycopg
+
+        params = self.connection.get_connection_params()
+        for key in ("cursor_factory", "context", "prepare_threshold"):
+            params.pop(key, None)
+        conn = psycopg.connect(**params, autocommit=True)
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        return conn

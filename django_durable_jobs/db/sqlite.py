@@ -1,0 +1,339 @@
+"""SQLite, the embedded default: one writer at a time, so claims take the write lock up front.
+
+A claim is one ``BEGIN IMMEDIATE`` transaction around an ``UPDATE ... RETURNING``.
+"database is locked" (another process held the lock past the busy timeout)
+means "nothing claimed this time", never a crash. Times come from this host's
+clock, which is the database's clock for an embedded database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import OperationalError
+from django.utils import timezone
+
+from ..constants import STATUS_BITS, JobStatus
+from .base import (
+    CLAIM_COLUMNS,
+    INSERT_COLUMNS,
+    JOB_TABLE,
+    LOST_LEASE_FINAL_MESSAGE,
+    LOST_LEASE_MESSAGE,
+    QUEUE_TABLE,
+    Backend,
+    ClaimedJob,
+    Outcome,
+    align_inserted,
+)
+
+logger = logging.getLogger("django_durable_jobs.db")
+
+# SQLite allows 32,766 bound parameters per statement; 21 columns x 1,000 rows fits.
+INSERT_CHUNK = 1000
+
+_INSERT_ROW = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
+
+# The claim holds SQLite's single write lock, so counting the RUNNING jobs of a
+# concurrency key here is exact. Keys at their limit are skipped; within one
+# claim, a key's jobs are ranked so no more than its free slots start.
+_RUNNING_WITH_KEY = (
+    f"(SELECT count(*) FROM {JOB_TABLE} AS x "
+    "WHERE x.status = 'RUNNING' AND x.concurrency_key = r.concurrency_key)"
+)
+_CLAIM_SQL = f"""
+WITH candidates AS (
+    SELECT r.id, r.priority, r.run_at, r.concurrency_key,
+           r.concurrency_limit - {_RUNNING_WITH_KEY} AS slots
+    FROM {JOB_TABLE} AS r
+    WHERE r.status = 'READY' AND r.waiting_for = 0 AND r.run_at <= %s
+      {{queue_filter}}
+      AND NOT EXISTS (SELECT 1 FROM {QUEUE_TABLE} AS q WHERE q.name = r.queue AND q.paused)
+      AND (r.concurrency_key IS NULL OR {_RUNNING_WITH_KEY} < r.concurrency_limit)
+    ORDER BY r.priority DESC, r.run_at, r.id
+    LIMIT %s
+), allowed AS (
+    SELECT ranked.id FROM (
+        SELECT c.id, c.concurrency_key, c.slots,
+               row_number() OVER (PARTITION BY c.concurrency_key
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS n
+        FROM candidates AS c
+    ) AS ranked
+    WHERE ranked.concurrency_key IS NULL OR ranked.n <= ranked.slots
+)
+UPDATE {JOB_TABLE} SET
+    status = 'RUNNING',
+    attempts = attempts + 1,
+    started_at = %s,
+    finished_at = NULL,
+    worker_id = %s,
+    lease_token = lease_token + 1,
+    lease_expires_at = %s,
+    unique_key = CASE WHEN unique_states & {STATUS_BITS[JobStatus.RUNNING]} = 0
+                      THEN NULL ELSE unique_key END
+WHERE id IN (SELECT id FROM allowed)
+RETURNING {", ".join(CLAIM_COLUMNS)}
+"""
+
+_RECORD_SQL = f"""
+UPDATE {JOB_TABLE} SET
+    status = %s,
+    result = %s,
+    errors = CASE WHEN %s IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(%s)) END,
+    attempts = attempts - %s,
+    run_at = CASE WHEN %s = 'READY' THEN %s ELSE run_at END,
+    finished_at = %s,
+    lease_expires_at = NULL,
+    unique_key = CASE WHEN %s THEN unique_key ELSE NULL END
+WHERE id = %s AND lease_token = %s AND status = 'RUNNING'
+"""
+
+_FINAL = "(%(uncount)s = 0 AND attempts >= max_attempts)"
+_GIVE_BACK_SQL = f"""
+UPDATE {JOB_TABLE} SET
+    status = CASE WHEN {_FINAL} THEN 'FAILED' ELSE 'READY' END,
+    attempts = attempts - %(uncount)s,
+    finished_at = CASE WHEN {_FINAL} THEN %(now)s ELSE NULL END,
+    run_at = %(now)s,
+    lease_expires_at = NULL,
+    errors = json_insert(errors, '$[#]', json_object(
+        'attempt', attempts,
+        'outcome', %(outcome)s,
+        'exception_class', NULL,
+        'message', CASE WHEN {_FINAL} THEN %(final_message)s ELSE %(message)s END,
+        'traceback', NULL,
+        'worker', worker_id,
+        'at', %(now)s
+    )),
+    unique_key = CASE
+        WHEN {_FINAL} AND unique_states & {STATUS_BITS[JobStatus.FAILED]} = 0 THEN NULL
+        WHEN NOT {_FINAL} AND unique_states & {STATUS_BITS[JobStatus.READY]} = 0 THEN NULL
+        ELSE unique_key END
+WHERE id IN (
+    SELECT id FROM {JOB_TABLE}
+    WHERE status = 'RUNNING' AND {{condition}}
+    ORDER BY id
+    LIMIT %(limit)s
+)
+RETURNING id, status
+"""
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    message = str(exc).lower()
+    return "database is locked" in message or "database table is locked" in message
+
+
+class SQLiteBackend(Backend):
+    vendor = "sqlite"
+
+    def _dt(self, value: datetime | None) -> str | None:
+        return self.connection.ops.adapt_datetimefield_value(value)
+
+    def _uuid(self, value: uuid.UUID | None) -> str | None:
+        return value.hex if value is not None else None
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[Any]:
+        """``BEGIN IMMEDIATE``: take the write lock now, or wait (busy timeout) and fail."""
+        connection = self.connection
+        if connection.in_atomic_block:
+            # Already inside the caller's transaction (an atomic job): join it.
+            with connection.cursor() as cursor:
+                yield cursor
+            return
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
+    def prepare_worker_connection(self) -> None:
+        """Switch the file to WAL, which lets readers (web, admin) go on while a worker writes.
+
+        The mode is stored in the file, so this happens once per database; a
+        worker that loses the race to another one switching it has nothing to do.
+        """
+        with self.connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            if cursor.fetchone()[0].lower() in ("wal", "memory"):
+                return
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            except OperationalError as exc:
+                if not is_locked_error(exc):
+                    raise
+                logger.debug("another process is switching the database to WAL")
+
+    def insert_statements(self, count: int) -> int:
+        return -(-count // INSERT_CHUNK)
+
+    def insert(self, jobs: list[Any], *, notify: bool) -> list[int | None]:
+        now = timezone.now()
+        ids: list[int | None] = []
+        with self.connection.cursor() as cursor:
+            for start in range(0, len(jobs), INSERT_CHUNK):
+                chunk = jobs[start : start + INSERT_CHUNK]
+                params: list[Any] = []
+                for job in chunk:
+                    run_at = job.run_at or (now + timedelta(seconds=job.delay or 0.0))
+                    params += [
+                        job.name,
+                        job.queue,
+                        job.priority,
+                        JobStatus.READY,
+                        job.args_json,
+                        job.kwargs_json,
+                        "[]",
+                        0,
+                        job.max_attempts,
+                        job.timeout,
+                        self._dt(run_at),
+                        self._dt(now),
+                        0,
+                        job.unique_key,
+                        job.unique_states,
+                        job.concurrency_key,
+                        job.concurrency_limit,
+                        self._uuid(job.run_id),
+                        job.parent_id,
+                        job.waiting_for,
+                        job.meta_json,
+                    ]
+                conflict = any(job.unique_key is not None for job in chunk)
+                cursor.execute(
+                    f"INSERT INTO {JOB_TABLE} ({', '.join(INSERT_COLUMNS)}) "
+                    f"VALUES {', '.join([_INSERT_ROW] * len(chunk))} "
+                    + (
+                        "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING "
+                        if conflict
+                        else ""
+                    )
+                    + "RETURNING id, unique_key",
+                    params,
+                )
+                ids += align_inserted(chunk, cursor.fetchall())
+        return ids
+
+    def release_waiting(self, counts: dict[int, int]) -> None:
+        with self._write_transaction() as cursor:
+            for job_id, amount in counts.items():
+                cursor.execute(
+                    f"UPDATE {JOB_TABLE} SET waiting_for = MAX(waiting_for - %s, 0) WHERE id = %s",
+                    [amount, job_id],
+                )
+
+    def claim(
+        self, *, worker_id: uuid.UUID, queues: list[str] | None, limit: int, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        now = timezone.now()
+        queue_filter = ""
+        queue_params: list[Any] = []
+        if queues:
+            queue_filter = f"AND r.queue IN ({', '.join(['%s'] * len(queues))})"
+            queue_params = list(queues)
+        params = [
+            self._dt(now),
+            *queue_params,
+            limit,
+            self._dt(now),
+            self._uuid(worker_id),
+            self._dt(now + timedelta(seconds=lease_seconds)),
+        ]
+        try:
+            with self._write_transaction() as cursor:
+                cursor.execute(_CLAIM_SQL.format(queue_filter=queue_filter), params)
+                rows = cursor.fetchall()
+        except OperationalError as exc:
+            if is_locked_error(exc):
+                logger.debug("claim skipped: the database is locked by another writer")
+                return []
+            raise
+        jobs = [self._claimed(row) for row in rows]
+        jobs.sort(key=lambda job: (-job.priority, job.id))
+        return jobs
+
+    @staticmethod
+    def _claimed(row: tuple[Any, ...]) -> ClaimedJob:
+        job = ClaimedJob(*row)
+        if isinstance(job.run_id, str):
+            job.run_id = uuid.UUID(job.run_id)
+        return job
+
+    def record(self, outcomes: list[Outcome]) -> set[int]:
+        if not outcomes:
+            return set()
+        now = timezone.now()
+        written: set[int] = set()
+        with self._write_transaction() as cursor:
+            for outcome in outcomes:
+                error = json.dumps(outcome.error, ensure_ascii=False) if outcome.error else None
+                cursor.execute(
+                    _RECORD_SQL,
+                    [
+                        outcome.status,
+                        outcome.result_json,
+                        error,
+                        error,
+                        1 if outcome.uncount else 0,
+                        outcome.status,
+                        self._dt(now + timedelta(seconds=outcome.retry_delay)),
+                        self._dt(now) if outcome.is_final else None,
+                        outcome.keeps_unique_key,
+                        outcome.job.id,
+                        outcome.job.lease_token,
+                    ],
+                )
+                if cursor.rowcount:
+                    written.add(outcome.job.id)
+        return written
+
+    def renew_leases(
+        self, worker_id: uuid.UUID, lease_seconds: float
+    ) -> list[tuple[int, int, bool]]:
+        until = timezone.now() + timedelta(seconds=lease_seconds)
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {JOB_TABLE} SET lease_expires_at = %s "
+                "WHERE worker_id = %s AND status = 'RUNNING' "
+                "RETURNING id, lease_token, cancel_requested_at IS NOT NULL",
+                [self._dt(until), self._uuid(worker_id)],
+            )
+            return [(row[0], row[1], bool(row[2])) for row in cursor.fetchall()]
+
+    def give_back(
+        self,
+        *,
+        limit: int,
+        worker_id: uuid.UUID | None = None,
+        uncount: bool = False,
+        outcome: str = "worker_lost",
+        message: str = LOST_LEASE_MESSAGE,
+        final_message: str = LOST_LEASE_FINAL_MESSAGE,
+    ) -> list[tuple[int, str]]:
+        condition = "worker_id = %(worker)s" if worker_id else "lease_expires_at < %(now)s"
+        params = {
+            "limit": limit,
+            "worker": self._uuid(worker_id),
+            "uncount": 1 if uncount else 0,
+            "outcome": outcome,
+            "message": message,
+            "final_message": final_message,
+            "now": self._dt(timezone.now()),
+        }
+        with self._write_transaction() as cursor:
+            cursor.execute(_GIVE_BACK_SQL.format(condition=condition), params)
+            return [(row[0], row[1]) for row in cursor.fetchall()]
+
+    def db_now(self) -> datetime:
+        return timezone.now()

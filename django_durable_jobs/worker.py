@@ -1,0 +1,401 @@
+"""The worker process: claim ready jobs, hand them to the pool, stay alive through faults.
+
+Threads, each with its own database connection:
+
+* the main thread claims as many jobs as the pool has free slots, in one
+  statement, then sleeps until a slot frees, a NOTIFY arrives or the poll
+  interval passes;
+* the pool's executor threads run jobs and record outcomes, and its watchdog
+  enforces timeouts (``pool.py``);
+* the heartbeat thread renews the worker row and its jobs' leases, tells a
+  running job when its row was taken away (cancelled, rescued), and runs the
+  maintenance services (``maintenance.py``);
+* on PostgreSQL, the listener thread turns NOTIFYs into wake-ups.
+
+Shutdown is staged: the first SIGTERM/SIGINT stops claiming and lets running
+jobs finish for ``shutdown_timeout`` seconds; then (or at a second signal)
+unfinished jobs are released to READY without counting the attempt.
+
+A worker whose timed-out job is stuck in uninterruptible code recycles
+itself: it stops gracefully, then re-executes itself (``recycle="exec"``) or
+exits with ``EXIT_RECYCLE`` for its supervisor to restart (``"exit"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from types import FrameType
+from typing import Any, Literal
+
+from django.db import IntegrityError
+from django.db.models.functions import Now
+
+from .conf import app_settings
+from .connections import close_all, close_connection, is_database_unavailable, tidy_connections
+from .db import ClaimedJob, get_backend
+from .logutil import RateLimitedLog
+from .maintenance import run_maintenance
+from .models import Worker as WorkerRow
+from .pool import JobPool
+from .recorder import Backoff, Recorder
+from .scheduler import Scheduler
+
+logger = logging.getLogger("django_durable_jobs.worker")
+
+#: Exit status of a worker that stopped to be restarted (EX_TEMPFAIL).
+EXIT_RECYCLE = 75
+
+
+class Worker:
+    """Runs jobs until stopped. Every option defaults to the ``DURABLE_JOBS`` settings.
+
+    ``queues``: names to take jobs from (None: all queues). ``burst``: return
+    once no job is ready and none is running. ``max_jobs``: stop after claiming
+    that many. ``install_signal_handlers``: handle SIGTERM/SIGINT (main thread
+    only). ``scheduler``: also enqueue the PERIODIC entries' ticks (in a
+    thread). ``worker_id``: the uuid to run under (a supervisor chooses its
+    children's). ``recycle``: what to do when the process must be recycled
+    (None: just stop). ``parent_pid``: stop if that process (the supervisor)
+    goes away. ``run()`` returns the process exit status.
+    """
+
+    def __init__(
+        self,
+        *,
+        queues: list[str] | None = None,
+        concurrency: int | None = None,
+        burst: bool = False,
+        max_jobs: int | None = None,
+        shutdown_timeout: float | None = None,
+        poll_interval: float | None = None,
+        listen: bool | None = None,
+        database: str | None = None,
+        install_signal_handlers: bool = True,
+        scheduler: bool = True,
+        worker_id: uuid.UUID | None = None,
+        recycle: Literal["exec", "exit"] | None = None,
+        parent_pid: int | None = None,
+    ) -> None:
+        settings = app_settings
+        self.queues = sorted(set(queues)) if queues else None
+        self.concurrency = concurrency or settings.CONCURRENCY
+        self.prefetch = 8 * self.concurrency if settings.PREFETCH is None else settings.PREFETCH
+        self.burst = burst
+        self.max_jobs = max_jobs
+        self.shutdown_timeout = (
+            settings.SHUTDOWN_TIMEOUT if shutdown_timeout is None else shutdown_timeout
+        )
+        self.poll_interval = poll_interval or settings.POLL_INTERVAL
+        self.lease_seconds = float(settings.LEASE_SECONDS)
+        self.heartbeat_interval = float(settings.HEARTBEAT_INTERVAL)
+        self.alias = database or settings.DATABASE
+        self.backend = get_backend(self.alias)
+        self.listen = (settings.LISTEN_NOTIFY if listen is None else listen) and hasattr(
+            self.backend, "listen_connection"
+        )
+        self.install_signal_handlers = install_signal_handlers
+        self.recycle = recycle
+        self.parent_pid = parent_pid
+        # The periodic scheduler runs in its own thread; a broken PERIODIC entry
+        # raises PeriodicConfigError here, before anything starts.
+        self.scheduler = Scheduler(database=self.alias) if scheduler and settings.PERIODIC else None
+
+        self.id = worker_id or uuid.uuid4()
+        self.exit_code = 0
+        self._claimed_total = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._force = threading.Event()
+        self._background_stop = threading.Event()
+        self._background: list[threading.Thread] = []
+        self._db_log = RateLimitedLog(logger)
+        self.recorder = Recorder(self.backend, self.id, self._force, self._db_log)
+        self.pool = JobPool(
+            size=self.concurrency,
+            prefetch=self.prefetch,
+            backend=self.backend,
+            worker_id=self.id,
+            recorder=self.recorder,
+            on_slot_freed=self._wake.set,
+        )
+
+    @property
+    def processed(self) -> int:
+        return self.pool.processed
+
+    # -- public ------------------------------------------------------------------
+    def run(self) -> int:
+        """Work until stopped (or, in burst mode, until nothing is ready); return the exit code."""
+        self._install_signal_handlers()
+        logger.info(
+            "worker %s starting: pid=%s queues=%s concurrency=%s database=%s (%s)",
+            self.id,
+            os.getpid(),
+            ",".join(self.queues) if self.queues else "all",
+            self.concurrency,
+            self.alias,
+            self.backend.vendor,
+        )
+        if self._register():
+            self._start_threads()
+            try:
+                self._claim_loop()
+            finally:
+                self._shutdown()
+        close_all()
+        logger.info("worker %s stopped after %s jobs", self.id, self.processed)
+        if self.pool.wants_recycle.is_set() and not self._force.is_set():
+            return self._recycled()
+        return self.exit_code
+
+    def stop(self, *, force: bool = False) -> None:
+        """Stop claiming; with ``force``, release running jobs without waiting."""
+        self._stop.set()
+        if force:
+            self._force.set()
+        self._wake.set()
+
+    # -- start -------------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        if not self.install_signal_handlers:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if not self._stop.is_set():
+            logger.warning(
+                "%s received: no new jobs; running jobs get %ss to finish (send it again to stop "
+                "now)",
+                name,
+                self.shutdown_timeout,
+            )
+            self.stop()
+        else:
+            logger.warning("%s received again: releasing running jobs and stopping now", name)
+            self.stop(force=True)
+
+    def _register(self) -> bool:
+        """Insert this worker's row, retrying while the database is unreachable."""
+        backoff = Backoff()
+        while not self._stop.is_set():
+            try:
+                self.backend.prepare_worker_connection()
+                self._upsert_row()
+                return True
+            except Exception as exc:
+                self._trouble("register", exc)
+                self._stop.wait(backoff.next())
+        return False
+
+    def _upsert_row(self) -> None:
+        """Insert this worker's row; one plain INSERT (a read-then-write transaction
+        would fail at once on a busy SQLite database instead of waiting its turn)."""
+        row = WorkerRow(
+            id=self.id,
+            hostname=socket.gethostname()[:255],
+            pid=os.getpid(),
+            queues=self.queues or [],
+            concurrency=self.concurrency,
+        )
+        with contextlib.suppress(IntegrityError):  # a retried insert that had committed
+            row.save(using=self.alias, force_insert=True)
+
+    def _start_threads(self) -> None:
+        self.pool.start()
+        targets = [self._heartbeat_loop]
+        if self.listen:
+            targets.append(self._listen_loop)
+        if self.scheduler is not None:
+            targets.append(self._scheduler_loop)
+        for target in targets:
+            thread = threading.Thread(
+                target=target, name=f"durable-jobs-{target.__name__.strip('_')}", daemon=True
+            )
+            thread.start()
+            self._background.append(thread)
+
+    # -- claiming ------------------------------------------------------------------
+    def _claim_limit(self) -> int:
+        free = self.pool.free_slots()
+        if self.max_jobs is not None:
+            free = min(free, self.max_jobs - self._claimed_total)
+        return max(free, 0)
+
+    def _claim_loop(self) -> None:
+        backoff = Backoff()
+        while not self._stop.is_set():
+            if self.pool.wants_recycle.is_set():
+                return
+            self._wake.clear()
+            limit = self._claim_limit() if self.pool.should_claim() else 0
+            claimed: list[ClaimedJob] = []
+            if limit:
+                claim_started = time.monotonic()
+                try:
+                    claimed = self.backend.claim(
+                        worker_id=self.id,
+                        queues=self.queues,
+                        limit=limit,
+                        lease_seconds=self.lease_seconds,
+                    )
+                except Exception as exc:
+                    self._trouble("claim", exc)
+                    self._stop.wait(backoff.next())
+                    continue
+                backoff.reset()
+                self.pool.note_claim(time.monotonic() - claim_started)
+                self._db_log.recovered("claim", "database reachable again: claiming resumed")
+                self._claimed_total += len(claimed)
+                self.pool.submit(claimed)
+            idle = self.pool.idle()
+            quota_used = self.max_jobs is not None and self._claimed_total >= self.max_jobs
+            if idle and (quota_used or (self.burst and limit and not claimed)):
+                return
+            if claimed and len(claimed) == limit and self._claim_limit():
+                continue  # a full batch: more may be ready, and slots freed meanwhile
+            self._wake.wait(self.poll_interval)
+
+    # -- heartbeat -------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        try:
+            while not self._background_stop.wait(self.heartbeat_interval):
+                self._beat()
+        finally:
+            close_all()
+
+    def _beat(self) -> None:
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            logger.error("the supervisor (pid %s) is gone; stopping", self.parent_pid)
+            self.stop()
+        try:
+            tidy_connections()
+            # Snapshot before renewing: a job claimed after the renewal started
+            # would be missing from its result without having been taken away.
+            before = {
+                slot.job.id: slot.job.lease_token
+                for slot in self.pool.running()
+                if slot.timed_out_at is None
+            }
+            updated = (
+                WorkerRow.objects.using(self.alias).filter(id=self.id).update(heartbeat_at=Now())
+            )
+            if not updated:  # removed as dead during an outage: we are back
+                self._upsert_row()
+            renewed = self.backend.renew_leases(self.id, self.lease_seconds)
+            held = {job_id: token for job_id, token, _ in renewed}
+            lost = {job_id for job_id, token in before.items() if held.get(job_id) != token}
+            # A job that finished meanwhile left RUNNING by its own outcome: not lost.
+            still_running = {slot.job.id for slot in self.pool.running() if not slot.finished}
+            lost &= still_running
+            cancelled = {job_id for job_id, _, requested in renewed if requested}
+            if lost:
+                logger.warning(
+                    "job(s) %s no longer held by this worker (cancelled, or rescued after a "
+                    "missed lease); asking them to stop",
+                    ", ".join(f"#{job_id}" for job_id in sorted(lost)),
+                )
+            if lost | cancelled:
+                self.pool.cancel(lost | cancelled)
+            run_maintenance(
+                self.backend,
+                lease_seconds=self.lease_seconds,
+                heartbeat_interval=self.heartbeat_interval,
+            )
+        except Exception as exc:
+            self._trouble("heartbeat", exc)
+            return
+        self._db_log.recovered("heartbeat", "database reachable again: heartbeats resumed")
+
+    def _scheduler_loop(self) -> None:
+        assert self.scheduler is not None
+        self.scheduler.run(self._background_stop)
+
+    # -- wake-ups ----------------------------------------------------------------------
+    def _listen_loop(self) -> None:
+        backoff = Backoff()
+        while not self._background_stop.is_set():
+            connection: Any = None
+            try:
+                connection = self.backend.listen_connection()  # type: ignore[attr-defined]
+                self._wake.set()  # catch up on whatever was enqueued while not listening
+                backoff.reset()
+                self._db_log.recovered("listen", "LISTEN connection restored")
+                while not self._background_stop.is_set():
+                    for notification in connection.notifies(timeout=1.0):
+                        if self.queues is None or notification.payload in self.queues:
+                            self._wake.set()
+            except Exception as exc:
+                self._db_log.log(
+                    logging.WARNING,
+                    "listen",
+                    "LISTEN connection lost (%s); polling every %ss until it is back",
+                    str(exc).strip()[:300],
+                    self.poll_interval,
+                )
+                self._background_stop.wait(backoff.next())
+            finally:
+                if connection is not None:
+                    try:
+                        connection.close()
+                    except Exception:
+                        logger.debug("closing the LISTEN connection failed", exc_info=True)
+
+    # -- trouble -----------------------------------------------------------------------
+    def _trouble(self, what: str, exc: BaseException) -> None:
+        """Log at a bounded rate and drop this thread's connection so the next try reconnects."""
+        if is_database_unavailable(exc):
+            self._db_log.log(
+                logging.WARNING,
+                what,
+                "database unavailable during %s (%s: %s); retrying with backoff",
+                what,
+                type(exc).__name__,
+                str(exc).strip()[:300],
+            )
+        else:
+            self._db_log.log(logging.ERROR, what, "%s failed", what, exc_info=True)
+        close_connection(self.alias)
+
+    # -- shutdown -----------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        self._stop.set()
+        self.pool.close()
+        deadline = time.monotonic() + self.shutdown_timeout
+        while not self._force.is_set() and time.monotonic() < deadline and not self.pool.idle():
+            self._wake.wait(0.05)
+            self._wake.clear()
+        self.pool.release_unfinished()
+        self.pool.stop()
+        self._background_stop.set()
+        for thread in self._background:
+            thread.join(timeout=5)
+        try:
+            tidy_connections()
+            WorkerRow.objects.using(self.alias).filter(id=self.id).delete()
+        except Exception:
+            logger.warning("could not remove worker row %s; it expires by itself", self.id)
+        if self._force.is_set():
+            self.exit_code = 1
+
+    def _recycled(self) -> int:
+        if self.recycle == "exec":
+            logger.warning("re-executing this worker process to recycle it")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # The same command line, with the same interpreter options (-m django...).
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606
+        if self.recycle == "exit":
+            return EXIT_RECYCLE
+        return self.exit_code

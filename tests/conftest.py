@@ -1,0 +1,114 @@
+"""Shared fixtures: real worker subprocesses, waiting on database state, vendor markers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config, items):
+    vendor = "postgresql" if os.environ.get("TEST_DB") == "postgres" else "sqlite"
+    for item in items:
+        if vendor != "postgresql" and item.get_closest_marker("postgres_only"):
+            item.add_marker(
+                pytest.mark.skip(reason="needs PostgreSQL (runs in the PostgreSQL pass)")
+            )
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.05):
+    """Poll ``condition`` until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s: {condition}")
+        time.sleep(interval)
+
+
+class WorkerProcess:
+    """A ``manage.py runworker`` subprocess on the test database."""
+
+    def __init__(
+        self, args: list[str], settings: dict | None, log_path: Path, env: dict | None = None
+    ) -> None:
+        env = {
+            **os.environ,
+            **(env or {}),
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DDJ_USE_TEST_DB": "1",
+            "DDJ_TEST_SETTINGS": json.dumps(settings or {}),
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "django", "runworker", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start worker subprocesses: ``start_worker("--burst", settings={...})``."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, settings: dict | None = None, env: dict | None = None) -> WorkerProcess:
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        worker = WorkerProcess(list(args), settings, log_path, env)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@pytest.fixture(autouse=True)
+def _reset_settings_cache():
+    from django_durable_jobs.conf import app_settings
+
+    app_settings.reset()
+    yield
+    app_settings.reset()

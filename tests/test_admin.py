@@ -1,0 +1,396 @@
+"""The admin console with Django's test client: pages, actions, permissions, escaping."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from django_durable_jobs import JobStatus
+from django_durable_jobs.admin.paging import JobPaginator
+from django_durable_jobs.models import Job, QueueState, Worker
+from tests.factories import error_entry, make_job, make_jobs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHANGELIST = "admin:django_durable_jobs_job_changelist"
+DASHBOARD = "admin:django_durable_jobs_job_dashboard"
+
+XSS = "<script>alert('x')</script>"
+
+
+def user(*codenames: str, staff: bool = True, superuser: bool = False) -> User:
+    account = User.objects.create_user(
+        f"u{uuid.uuid4().hex[:8]}", password="pw", is_staff=staff, is_superuser=superuser
+    )
+    for codename in codenames:
+        account.user_permissions.add(
+            Permission.objects.get(content_type__app_label="django_durable_jobs", codename=codename)
+        )
+    return account
+
+
+def client_for(account: User | None) -> Client:
+    client = Client()
+    if account is not None:
+        client.force_login(account)
+    return client
+
+
+def detail_url(job: Job, action: str = "change") -> str:
+    return reverse(f"admin:django_durable_jobs_job_{action}", args=[job.id])
+
+
+# -- who may see what ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url_name", [CHANGELIST, DASHBOARD])
+def test_anonymous_and_non_staff_are_sent_to_login(url_name):
+    url = reverse(url_name)
+    response = client_for(None).get(url)
+    assert response.status_code == 302
+    assert "/login/" in response["Location"]
+    response = client_for(user("view_job", staff=False)).get(url)
+    assert response.status_code == 302
+
+
+def test_staff_without_view_permission_is_refused():
+    client = client_for(user())
+    assert client.get(reverse(CHANGELIST)).status_code == 403
+    assert client.get(reverse(DASHBOARD)).status_code == 403
+    job = make_job(JobStatus.FAILED)
+    assert client.get(detail_url(job)).status_code == 403
+
+
+def test_view_only_staff_sees_lists_but_no_payload_and_no_actions():
+    job = make_job(JobStatus.FAILED, args=["secret-argument"])
+    client = client_for(user("view_job"))
+    page = client.get(reverse(CHANGELIST)).content.decode()
+    assert f">{job.id}<" in page
+    assert "retry_jobs" not in page
+    assert "boom" not in page  # the last error is payload
+    page = client.get(detail_url(job)).content.decode()
+    assert "secret-argument" not in page
+    assert "Hidden: seeing a job" in page
+    assert "builtins.ValueError" in page  # what failed is not secret; the message is
+    assert "Traceback" not in page
+    assert 'data-action="retry"' not in page
+    raw = reverse("admin:django_durable_jobs_job_raw", args=[job.id, "args"])
+    assert client.get(raw).status_code == 403
+
+
+def test_payload_permission_shows_arguments_errors_and_raw_json():
+    job = make_job(JobStatus.FAILED, args=["visible-argument"], kwargs={"n": 1})
+    client = client_for(user("view_job", "view_job_payload"))
+    page = client.get(detail_url(job)).content.decode()
+    assert "visible-argument" in page
+    assert "ValueError: boom" in page
+    raw = client.get(reverse("admin:django_durable_jobs_job_raw", args=[job.id, "args"]))
+    assert raw["Content-Type"].startswith("text/plain")
+    assert raw["X-Content-Type-Options"] == "nosniff"
+    assert '"visible-argument"' in raw.content.decode()
+    listing = client.get(reverse(CHANGELIST)).content.decode()
+    assert "boom" in listing
+
+
+def test_html_and_script_in_payloads_and_errors_are_escaped():
+    job = make_job(
+        JobStatus.FAILED,
+        name=f"evil{XSS}",
+        queue="default",
+        args=[XSS],
+        kwargs={XSS: XSS},
+        errors=[error_entry(1, XSS, exception_class=f"mod.{XSS}", worker=XSS, by=XSS)],
+    )
+    client = client_for(user(superuser=True))
+    for url in (detail_url(job), reverse(CHANGELIST), reverse(DASHBOARD)):
+        page = client.get(url).content.decode()
+        assert XSS not in page, url
+    page = client.get(detail_url(job)).content.decode()
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+
+
+# -- the jobs list ---------------------------------------------------------------------
+
+
+def test_list_filters_and_search():
+    failed = make_job(JobStatus.FAILED, queue="emails", name="tests.testapp.jobs.always_fails")
+    ready = make_job(JobStatus.READY, queue="reports")
+    client = client_for(user(superuser=True))
+
+    def ids(**params) -> set[int]:
+        response = client.get(reverse(CHANGELIST), params)
+        assert response.status_code == 200
+        return {job.id for job in response.context["cl"].result_list}
+
+    assert ids() == {failed.id, ready.id}
+    assert ids(status="FAILED") == {failed.id}
+    assert ids(queue="reports") == {ready.id}
+    assert ids(name="tests.testapp.jobs.always_fails") == {failed.id}
+    assert ids(period="finished_1h") == {failed.id}
+    assert ids(q=f"#{ready.id}") == {ready.id}
+    assert ids(q="ALWAYS_fai") == {failed.id}  # part of a registered name, any case
+    assert ids(q="nothing-like-it") == set()
+
+
+def test_list_filter_choices_come_from_the_registry_and_queues():
+    make_job(queue="emails")
+    page = client_for(user(superuser=True)).get(reverse(CHANGELIST)).content.decode()
+    assert "?name=tests.testapp.jobs.flaky" in page  # registered, no row needed
+    assert "?queue=emails" in page
+
+
+def test_large_lists_get_a_capped_count_and_bounded_pages(monkeypatch):
+    monkeypatch.setattr(JobPaginator, "max_pages", 2)
+    make_jobs(130, JobStatus.SUCCESSFUL)
+    client = client_for(user(superuser=True))
+    response = client.get(reverse(CHANGELIST))
+    info = response.context["cl"].paginator.count_info
+    assert info.kind in ("at_least", "estimate")
+    page = response.content.decode()
+    assert "the first 2 pages are shown" in page
+    assert client.get(reverse(CHANGELIST), {"p": "5"}).status_code == 302  # past the last page
+
+
+# -- actions from the list ----------------------------------------------------------
+
+
+def post_action(client: Client, action: str, ids: list[int], **extra) -> object:
+    data = {"action": action, "index": "0", "_selected_action": [str(i) for i in ids], **extra}
+    return client.post(reverse(CHANGELIST) + extra.pop("query", ""), data)
+
+
+@pytest.mark.parametrize(
+    ("action", "codename", "status", "expected"),
+    [
+        ("retry_jobs", "retry_job", JobStatus.FAILED, JobStatus.READY),
+        ("cancel_jobs", "cancel_job", JobStatus.READY, JobStatus.CANCELLED),
+    ],
+)
+def test_each_action_needs_its_permission(action, codename, status, expected):
+    job = make_job(status)
+    refused = client_for(user("view_job"))
+    response = post_action(refused, action, [job.id])
+    assert response.status_code == 200  # Django: "No action selected."
+    assert Job.objects.get(id=job.id).status == status
+    allowed = client_for(user("view_job", codename))
+    response = post_action(allowed, action, [job.id])
+    assert response.status_code == 302
+    assert Job.objects.get(id=job.id).status == expected
+
+
+def test_run_now_action():
+    job = make_job(JobStatus.READY, run_at=timezone.now() + timedelta(hours=3))
+    client = client_for(user("view_job", "run_job_now"))
+    assert post_action(client, "run_jobs_now", [job.id]).status_code == 302
+    assert Job.objects.get(id=job.id).run_at <= timezone.now()
+
+
+def test_retry_action_reports_refusals():
+    failed, running = make_job(JobStatus.FAILED), make_job(JobStatus.RUNNING)
+    client = client_for(user("view_job", "retry_job"))
+    response = post_action(client, "retry_jobs", [failed.id, running.id])
+    messages = [str(m) for m in response.wsgi_request._messages]
+    assert any("1 job retried" in m and "running (cancel it first)" in m for m in messages)
+    assert Job.objects.get(id=running.id).status == JobStatus.RUNNING
+
+
+def test_delete_action_confirms_first_and_needs_delete_permission():
+    job = make_job(JobStatus.FAILED)
+    client = client_for(user("view_job"))
+    post_action(client, "delete_jobs", [job.id], ddj_confirm="yes")
+    assert Job.objects.filter(id=job.id).exists()
+    client = client_for(user("view_job", "delete_job"))
+    response = post_action(client, "delete_jobs", [job.id])
+    assert response.status_code == 200
+    assert "1 job would be deleted" in response.content.decode()
+    assert Job.objects.filter(id=job.id).exists()
+    response = post_action(client, "delete_jobs", [job.id], ddj_confirm="yes")
+    assert response.status_code == 302
+    assert not Job.objects.filter(id=job.id).exists()
+
+
+def test_action_on_everything_matching_the_filter():
+    failed_emails = make_jobs(12, JobStatus.FAILED, queue="emails")
+    failed_other = make_job(JobStatus.FAILED, queue="other")
+    make_job(JobStatus.SUCCESSFUL, queue="emails")
+    client = client_for(user("view_job", "retry_job"))
+    url = reverse(CHANGELIST) + "?queue=emails"
+    data = {
+        "action": "retry_jobs",
+        "index": "0",
+        "select_across": "1",
+        "_selected_action": [str(failed_emails[0])],
+    }
+    response = client.post(url, data)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "12 jobs would be retried" in page
+    assert "queue = emails" in page
+    assert "1 successful" in page
+    assert Job.objects.filter(status=JobStatus.FAILED).count() == 13
+    response = client.post(url, {**data, "ddj_confirm": "yes"})
+    assert response.status_code == 302
+    assert Job.objects.filter(id__in=failed_emails, status=JobStatus.READY).count() == 12
+    assert Job.objects.get(id=failed_other.id).status == JobStatus.FAILED
+
+
+def test_bulk_actions_stop_at_the_bulk_limit(monkeypatch):
+    from django_durable_jobs.admin.jobs import JobAdmin
+
+    monkeypatch.setattr(JobAdmin, "bulk_limit", 5)
+    make_jobs(8, JobStatus.FAILED)
+    client = client_for(user("view_job", "retry_job"))
+    data = {
+        "action": "retry_jobs",
+        "index": "0",
+        "select_across": "1",
+        "_selected_action": ["1"],
+        "ddj_confirm": "yes",
+    }
+    response = client.post(reverse(CHANGELIST) + "?status=FAILED", data, follow=True)
+    assert "More jobs match" in response.content.decode()
+    assert Job.objects.filter(status=JobStatus.FAILED).count() == 3
+
+
+# -- the job page and its actions ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "codename", "status", "expected"),
+    [
+        ("retry", "retry_job", JobStatus.FAILED, JobStatus.READY),
+        ("cancel", "cancel_job", JobStatus.RUNNING, JobStatus.CANCELLED),
+        ("run_now", "run_job_now", JobStatus.READY, JobStatus.READY),
+    ],
+)
+def test_job_page_actions_check_permissions_on_post(action, codename, status, expected):
+    job = make_job(status, run_at=timezone.now() + timedelta(hours=1))
+    url = detail_url(job, action)
+    crafted = client_for(user("view_job"))
+    assert crafted.post(url).status_code == 403
+    assert Job.objects.get(id=job.id).status == status
+    assert Job.objects.get(id=job.id).run_at > timezone.now()
+    allowed = client_for(user("view_job", codename))
+    assert allowed.get(url).status_code == 405  # POST only
+    response = allowed.post(url)
+    assert response.status_code == 302
+    assert response["Location"] == detail_url(job)
+    job = Job.objects.get(id=job.id)
+    assert job.status == expected
+    if action == "run_now":
+        assert job.run_at <= timezone.now()
+
+
+def test_job_page_actions_need_csrf():
+    job = make_job(JobStatus.FAILED)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user(superuser=True))
+    assert client.post(detail_url(job, "retry")).status_code == 403
+    assert Job.objects.get(id=job.id).status == JobStatus.FAILED
+
+
+def test_job_page_shows_the_buttons_it_may_use():
+    job = make_job(JobStatus.FAILED)
+    page = client_for(user("view_job", "retry_job")).get(detail_url(job)).content.decode()
+    assert 'data-action="retry"' in page
+    assert 'data-action="cancel"' not in page
+    assert "Delete…" not in page
+
+
+def test_delete_from_the_job_page():
+    job = make_job(JobStatus.FAILED)
+    running = make_job(JobStatus.RUNNING)
+    assert client_for(user("view_job")).post(detail_url(job, "delete")).status_code == 403
+    client = client_for(user("view_job", "delete_job"))
+    assert "Yes, delete it" in client.get(detail_url(job, "delete")).content.decode()
+    assert client.post(detail_url(job, "delete")).status_code == 302
+    assert not Job.objects.filter(id=job.id).exists()
+    client.post(detail_url(running, "delete"))
+    assert Job.objects.filter(id=running.id).exists()
+
+
+def test_large_values_are_clipped_with_a_way_to_see_them_whole():
+    big = "x" * 50_000
+    job = make_job(JobStatus.FAILED, args=[big], errors=[error_entry(1, "y" * 5000)])
+    client = client_for(user(superuser=True))
+    page = client.get(detail_url(job)).content.decode()
+    assert big not in page
+    assert "?full=args#args" in page
+    assert "Show all" in page
+    page = client.get(detail_url(job), {"full": "args"}).content.decode()
+    assert big in page
+    page = client.get(detail_url(job), {"full": "history"}).content.decode()
+    assert "y" * 5000 in page
+
+
+def test_history_shows_operator_entries_and_tracebacks():
+    job = make_job(JobStatus.FAILED)
+    client = client_for(user(superuser=True))
+    client.post(detail_url(job, "retry"))
+    page = client.get(detail_url(job)).content.decode()
+    assert "Retried by an operator" in page
+    assert "Traceback (most recent call last)" in page
+    assert page.index("Retried by an operator") < page.index("Attempt 3")
+
+
+def test_missing_job_is_404():
+    client = client_for(user(superuser=True))
+    url = reverse("admin:django_durable_jobs_job_change", args=[98765])
+    assert client.get(url).status_code == 404
+
+
+# -- dashboard -----------------------------------------------------------------------
+
+
+def test_dashboard_shows_queues_workers_and_the_chart():
+    make_job(queue="emails", run_at=timezone.now() - timedelta(hours=2))
+    make_jobs(3, JobStatus.FAILED, queue="emails")
+    make_job(JobStatus.SUCCESSFUL, queue="reports")
+    Worker.objects.create(id=uuid.uuid4(), hostname="worker-box", pid=42, concurrency=8)
+    page = client_for(user("view_job")).get(reverse(DASHBOARD)).content.decode()
+    assert 'data-queue="emails"' in page
+    assert "ddj-late" in page  # 2 h > HEALTH_MAX_READY_AGE
+    assert "worker-box" in page
+    assert "<svg" in page
+    assert "Pause" not in page  # no pause_queue permission
+
+
+def test_pause_and_resume_need_their_permission():
+    pause = reverse("admin:django_durable_jobs_job_dashboard_pause")
+    resume = reverse("admin:django_durable_jobs_job_dashboard_resume")
+    assert client_for(user("view_job")).post(pause, {"queue": "emails"}).status_code == 403
+    assert not QueueState.objects.exists()
+    client = client_for(user("view_job", "pause_queue"))
+    assert "Pause" in client.get(reverse(DASHBOARD)).content.decode()
+    assert client.get(pause).status_code == 405
+    assert client.post(pause, {"queue": "emails"}).status_code == 302
+    assert QueueState.objects.get(name="emails").paused
+    assert client.post(resume, {"queue": "emails"}).status_code == 302
+    assert not QueueState.objects.get(name="emails").paused
+    response = client.post(pause, {"queue": "bad name"}, follow=True)
+    assert "not a valid queue name" in response.content.decode()
+
+
+def test_queues_entry_leads_to_the_dashboard_and_tabs_link_the_pages():
+    client = client_for(user("view_job", "view_worker"))
+    response = client.get(reverse("admin:django_durable_jobs_queuestate_changelist"))
+    assert response["Location"] == reverse(DASHBOARD)
+    page = client.get(reverse(DASHBOARD)).content.decode()
+    for name in (CHANGELIST, "admin:django_durable_jobs_worker_changelist"):
+        assert f'href="{reverse(name)}"' in page
+
+
+def test_superuser_sees_everything():
+    job = make_job(JobStatus.FAILED)
+    client = client_for(user(superuser=True))
+    page = client.get(detail_url(job)).content.decode()
+    for action in ("retry", "Delete…"):
+        assert action in page
+    assert "Pause" in client.get(reverse(DASHBOARD)).content.decode()
+    assert client.get(reverse("admin:django_durable_jobs_worker_changelist")).status_code == 200
