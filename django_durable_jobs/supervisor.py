@@ -93,7 +93,10 @@ class Supervisor:
             self._restart_due()
             if self.burst and not self.children and not self._restart_at:
                 return 0
-            self._stop.wait(0.2)
+            # A plain sleep, not self._stop.wait(): the signal handler sets _stop, and
+            # had it interrupted this thread inside wait(), holding the event's lock,
+            # set() would wait for that lock forever.
+            time.sleep(0.2)
         return self._shutdown()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -105,7 +108,7 @@ class Supervisor:
             logger.warning("%s received again: telling workers to stop now", name)
         # Children run in their own sessions, so a terminal's Ctrl-C reaches only
         # this process: each child gets exactly the signals forwarded here.
-        for child in self.children.values():
+        for child in list(self.children.values()):  # a copy: the loop may be changing it
             self._send(child, signal.SIGTERM)
         self._stop.set()
 

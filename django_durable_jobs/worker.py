@@ -110,6 +110,7 @@ class Worker:
 
         self.id = worker_id or uuid.uuid4()
         self.exit_code = 0
+        self._crash: BaseException | None = None
         self._claimed_total = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -134,7 +135,31 @@ class Worker:
     # -- public ------------------------------------------------------------------
     def run(self) -> int:
         """Work until stopped (or, in burst mode, until nothing is ready); return the exit code."""
-        self._install_signal_handlers()
+        if self._install_signal_handlers():
+            # A signal handler runs in the main thread between two bytecodes; had that
+            # thread been inside Event.wait(), holding the event's lock, the handler's
+            # stop() would wait for that lock forever. So the work runs in its own
+            # thread and the main thread holds no lock of ours while it waits.
+            body = threading.Thread(target=self._work_catching, name="durable-jobs-main")
+            body.start()
+            while body.is_alive():
+                body.join(0.5)
+            if self._crash is not None:
+                raise self._crash
+        else:
+            self._work()
+        logger.info("worker %s stopped after %s jobs", self.id, self.processed)
+        if self.pool.wants_recycle.is_set() and not self._force.is_set():
+            return self._recycled()
+        return self.exit_code
+
+    def _work_catching(self) -> None:
+        try:
+            self._work()
+        except BaseException as exc:  # re-raised by run() in the main thread
+            self._crash = exc
+
+    def _work(self) -> None:
         logger.info(
             "worker %s starting: pid=%s queues=%s concurrency=%s database=%s (%s)",
             self.id,
@@ -144,17 +169,15 @@ class Worker:
             self.alias,
             self.backend.vendor,
         )
-        if self._register():
-            self._start_threads()
-            try:
-                self._claim_loop()
-            finally:
-                self._shutdown()
-        close_all()
-        logger.info("worker %s stopped after %s jobs", self.id, self.processed)
-        if self.pool.wants_recycle.is_set() and not self._force.is_set():
-            return self._recycled()
-        return self.exit_code
+        try:
+            if self._register():
+                self._start_threads()
+                try:
+                    self._claim_loop()
+                finally:
+                    self._shutdown()
+        finally:
+            close_all()
 
     def stop(self, *, force: bool = False) -> None:
         """Stop claiming; with ``force``, release running jobs without waiting."""
@@ -164,13 +187,15 @@ class Worker:
         self._wake.set()
 
     # -- start -------------------------------------------------------------------
-    def _install_signal_handlers(self) -> None:
+    def _install_signal_handlers(self) -> bool:
+        """Handle SIGTERM/SIGINT, if asked and possible (main thread only)."""
         if not self.install_signal_handlers:
-            return
+            return False
         if threading.current_thread() is not threading.main_thread():
-            return
+            return False
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        return True
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -239,6 +264,9 @@ class Worker:
             if self.pool.wants_recycle.is_set():
                 return
             self._wake.clear()
+            # Measured before claiming: an outcome written during the claim may have
+            # enqueued a follow-up (the next step) that this claim could not see yet.
+            was_idle = self.pool.idle()
             limit = self._claim_limit() if self.pool.should_claim() else 0
             claimed: list[ClaimedJob] = []
             if limit:
@@ -259,9 +287,10 @@ class Worker:
                 self._db_log.recovered("claim", "database reachable again: claiming resumed")
                 self._claimed_total += len(claimed)
                 self.pool.submit(claimed)
-            idle = self.pool.idle()
             quota_used = self.max_jobs is not None and self._claimed_total >= self.max_jobs
-            if idle and (quota_used or (self.burst and limit and not claimed)):
+            if quota_used and self.pool.idle():
+                return
+            if self.burst and was_idle and limit and not claimed:
                 return
             if claimed and len(claimed) == limit and self._claim_limit():
                 continue  # a full batch: more may be ready, and slots freed meanwhile

@@ -52,6 +52,8 @@ class WorkerProcess:
             "DDJ_TEST_SETTINGS": json.dumps(settings or {}),
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
+            # SIGABRT (sent by wait() on a timeout) dumps every thread's stack to the log.
+            "PYTHONFAULTHANDLER": "1",
         }
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -71,7 +73,18 @@ class WorkerProcess:
         self.proc.send_signal(signum)
 
     def wait(self, timeout: float = 30.0) -> int:
-        return self.proc.wait(timeout=timeout)
+        """The exit code; on a timeout, fail with the worker's log and thread stacks."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            pytest.fail(
+                f"worker did not exit within {timeout}s; its log:\n{self.output()[-20000:]}"
+            )
 
     def output(self) -> str:
         self._log.flush()

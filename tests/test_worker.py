@@ -227,6 +227,22 @@ def test_worker_row_lives_while_the_worker_runs(start_worker):
     assert not Worker.objects.exists()
 
 
+def test_sigterm_always_stops_an_idle_worker(start_worker):
+    """An idle worker spends its time in Event.wait(); a handler that set() that event
+    from the interrupted main thread would deadlock on the event's lock now and then."""
+    workers = [
+        start_worker(settings={"POLL_INTERVAL": 0.001, "HEARTBEAT_INTERVAL": 0.2})
+        for _ in range(12)
+    ]
+    wait_for(lambda: Worker.objects.count() == len(workers), timeout=60)
+    time.sleep(0.5)
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+    for worker in workers:
+        assert worker.wait(timeout=20) == 0, worker.output()
+    assert not Worker.objects.exists()
+
+
 def test_sigterm_lets_the_running_job_finish(start_worker, tmp_path):
     marker = tmp_path / "started"
     running = jobs.sleeper.enqueue(1.5, str(marker))
