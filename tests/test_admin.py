@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from django_durable_jobs import JobStatus
 from django_durable_jobs.admin.paging import JobPaginator
-from django_durable_jobs.models import Job, QueueState, Worker
+from django_durable_jobs.models import Job, QueueState, ScheduleState, ScheduleTick, Worker
 from tests.factories import error_entry, make_job, make_jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -394,3 +394,104 @@ def test_superuser_sees_everything():
         assert action in page
     assert "Pause" in client.get(reverse(DASHBOARD)).content.decode()
     assert client.get(reverse("admin:django_durable_jobs_worker_changelist")).status_code == 200
+
+
+def test_job_page_lists_the_steps_of_its_run_in_order():
+    run_id = uuid.uuid4()
+    first = make_job(
+        JobStatus.SUCCESSFUL, name="shop.Order.reserve", run_id=run_id, meta={"step": 1, "steps": 3}
+    )
+    second = make_job(
+        JobStatus.FAILED,
+        name=f"shop.Order.{XSS}",
+        run_id=run_id,
+        meta={"step": 2, "steps": 3},
+        parent_id=first.id,
+    )
+    make_job(JobStatus.SUCCESSFUL, name="other.run", run_id=uuid.uuid4())
+    page = client_for(user("view_job")).get(detail_url(second)).content.decode()
+    section = page.split('id="run"', 1)[1].split("</section>", 1)[0]
+    assert "3 steps declared" in section
+    assert section.index(f"#{first.id}") < section.index(f"#{second.id}")
+    assert f'href="{detail_url(first)}"' in section  # the other step is a link
+    assert 'aria-current="true"' in section
+    assert "other.run" not in section
+    assert XSS not in page
+    assert "&lt;script&gt;" in section
+    # a job outside any run has no such section
+    alone = make_job(JobStatus.SUCCESSFUL)
+    assert 'id="run"' not in client_for(user("view_job")).get(detail_url(alone)).content.decode()
+
+
+# -- schedules page ---------------------------------------------------------------------
+
+SCHEDULES = "admin:django_durable_jobs_job_schedules"
+SCHEDULES_ACT = "admin:django_durable_jobs_job_schedules_act"
+
+
+@pytest.fixture
+def periodic(settings):
+    settings.DURABLE_JOBS = {
+        **settings.DURABLE_JOBS,
+        "PERIODIC": {
+            "nightly": {
+                "job": "tests.testapp.jobs.report",
+                "schedule": "30 2 * * *",
+                "timezone": "Europe/Paris",
+                "kwargs": {"kind": "full"},
+                "tags": [XSS],
+            },
+            "broken": {"job": "tests.testapp.jobs.report", "schedule": "every blue moon"},
+        },
+    }
+
+
+@pytest.mark.usefixtures("periodic")
+def test_schedules_page_shows_each_entry_escaped_with_its_fire_times():
+    ScheduleTick.objects.create(
+        schedule="nightly",
+        fire_time=timezone.now() - timedelta(hours=1),
+        job_id=make_job(JobStatus.FAILED, name="tests.testapp.jobs.report").id,
+    )
+    page = client_for(user("view_job")).get(reverse(SCHEDULES)).content.decode()
+    nightly = page.split('data-schedule="nightly"', 1)[1].split("</tr>", 1)[0]
+    assert "Europe/Paris" in nightly
+    assert nightly.count("<div>") >= 3  # the next three fire times
+    assert "Failed" in nightly or "FAILED" in nightly
+    assert XSS not in page
+    assert "&lt;script&gt;" in page
+    broken = page.split('data-schedule="broken"', 1)[1].split("</tr>", 1)[0]
+    assert "broken" in broken
+    assert "every blue moon" in broken
+    assert 'value="disable"' not in page  # viewing is not managing
+
+
+@pytest.mark.usefixtures("periodic")
+@pytest.mark.parametrize(
+    ("action", "expected"), [("disable", False), ("enable", True), ("follow-settings", None)]
+)
+def test_schedule_enable_disable_needs_the_permission(action, expected):
+    assert (
+        client_for(user("view_job"))
+        .post(reverse(SCHEDULES_ACT), {"name": "nightly", "action": action})
+        .status_code
+        == 403
+    )
+    assert not ScheduleState.objects.exists()
+    client = client_for(user("view_job", "manage_schedule"))
+    response = client.post(reverse(SCHEDULES_ACT), {"name": "nightly", "action": action})
+    assert response.status_code == 302
+    assert ScheduleState.objects.get(name="nightly").enabled is expected
+
+
+@pytest.mark.usefixtures("periodic")
+def test_schedule_run_now_enqueues_through_the_ledger_and_reports_errors():
+    client = client_for(user("view_job", "manage_schedule"))
+    client.post(reverse(SCHEDULES_ACT), {"name": "nightly", "action": "run-now"})
+    job = Job.objects.get(name="tests.testapp.jobs.report")
+    assert ScheduleTick.objects.filter(schedule="nightly", job_id=job.id).exists()
+    response = client.post(
+        reverse(SCHEDULES_ACT), {"name": "nope", "action": "run-now"}, follow=True
+    )
+    assert "PERIODIC entry is named &#x27;nope&#x27;" in response.content.decode()
+    assert Job.objects.count() == 1

@@ -20,7 +20,7 @@ from django.db import connection
 from django.utils import timezone
 
 from django_durable_jobs import JobStatus
-from django_durable_jobs.models import Job, QueueState, Worker
+from django_durable_jobs.models import Job, QueueState, ScheduleState, Worker
 from tests.conftest import ROOT
 from tests.factories import error_entry, make_job, make_jobs
 
@@ -186,3 +186,28 @@ def test_dark_theme(page):
     failed = Job.objects.filter(status=JobStatus.FAILED).first()
     page.goto(f"/admin/django_durable_jobs/job/{failed.id}/change/")
     shot(page, "job-dark")
+
+
+def test_disabling_a_schedule(page, settings):
+    settings.DURABLE_JOBS = {
+        **settings.DURABLE_JOBS,
+        "PERIODIC": {
+            "nightly-report": {
+                "job": "tests.testapp.jobs.report",
+                "schedule": "30 2 * * *",
+                "timezone": "Europe/Paris",
+                "kwargs": {"kind": "full"},
+            },
+            "heartbeat": {"job": "tests.testapp.jobs.periodic_probe", "schedule": "every_minute"},
+        },
+    }
+    page.goto("/admin/django_durable_jobs/job/schedules/")
+    row = page.locator("tr[data-schedule=nightly-report]")
+    assert "Europe/Paris" in row.inner_text()
+    shot(page, "schedules")
+
+    row.locator("button", has_text="Disable").click()
+    page.wait_for_selector("text=Schedule “nightly-report” is disabled.")
+    assert ScheduleState.objects.get(name="nightly-report").enabled is False
+    assert "set by an operator" in page.locator("tr[data-schedule=nightly-report]").inner_text()
+    shot(page, "schedule-disabled")

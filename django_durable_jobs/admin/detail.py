@@ -168,6 +168,7 @@ def detail_view(model_admin: JobAdmin, request: HttpRequest, object_id: str) -> 
         payload=_payload_sections(job, full, raw_url) if can_see else [],
         history=_history(job, full, can_see),
         history_raw_url=f"{raw_url}/history/",
+        run_steps=_run_steps(model_admin, request, job),
         actions=_available_actions(model_admin, request, job),
         can_delete=model_admin.has_delete_permission(request) and job.status != JobStatus.RUNNING,
         delete_url=reverse(
@@ -229,6 +230,43 @@ def _facts(job: Job) -> list[tuple[Any, Any]]:
     ]
     facts += [(label, value) for label, value in optional if value is not None]
     return facts
+
+
+#: A run longer than this shows its first steps and a link to all of them.
+RUN_STEPS_SHOWN = 100
+
+
+def _run_steps(model_admin: JobAdmin, request: HttpRequest, job: Job) -> dict[str, Any] | None:
+    """The jobs of this job's run (a ``Steps`` run or a chain), in the order they were made."""
+    if job.run_id is None:
+        return None
+    jobs = (
+        model_admin.get_queryset(request)
+        .filter(run_id=job.run_id)
+        .only("id", "name", "status", "attempts", "max_attempts", "finished_at", "meta")
+        .order_by("id")
+    )
+    steps = [
+        {
+            "id": step.id,
+            "number": step.meta.get("step") if isinstance(step.meta, dict) else None,
+            "name": step.name,
+            "status": status_badge(step.status),
+            "attempts": f"{step.attempts} of {step.max_attempts}",
+            "finished": when(step.finished_at),
+            "url": _detail_url(model_admin, step.id),
+            "current": step.id == job.id,
+        }
+        for step in jobs[: RUN_STEPS_SHOWN + 1]
+    ]
+    changelist = reverse(f"{model_admin.admin_site.name}:django_durable_jobs_job_changelist")
+    return {
+        "run_id": job.run_id,
+        "steps": steps[:RUN_STEPS_SHOWN],
+        "more": len(steps) > RUN_STEPS_SHOWN,
+        "declared": job.meta.get("steps") if isinstance(job.meta, dict) else None,
+        "all_url": f"{changelist}?q={job.run_id}",
+    }
 
 
 def _payload_sections(job: Job, full: set[str], raw_url: str) -> list[dict[str, Any]]:

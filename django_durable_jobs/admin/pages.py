@@ -1,4 +1,4 @@
-"""The console's own pages beside the jobs list (the dashboard, and more to come).
+"""The console's own pages beside the jobs list (the dashboard, the schedules).
 
 A page is an ``AdminPage`` in ``PAGES``: its URLs are added under the jobs
 admin (``admin/django_durable_jobs/job/<slug>/``) and it gets a tab in the
@@ -62,8 +62,9 @@ class AdminPage:
 
 def _pages() -> list[AdminPage]:
     from .dashboard import DashboardPage
+    from .schedules import SchedulesPage
 
-    return [DashboardPage()]
+    return [DashboardPage(), SchedulesPage()]
 
 
 PAGES: list[AdminPage] = []

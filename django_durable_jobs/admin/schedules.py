@@ -1,0 +1,107 @@
+"""The schedules page: every PERIODIC entry, when it fires, how its last run went.
+
+Enable / disable are stored in the database (``ScheduleState``) and override
+the entry's ``enabled`` setting for every scheduler; "follow settings" drops
+the override. "Run now" enqueues one run through the tick ledger, as
+``manage.py jobs schedule run`` does. Each POST needs ``manage_schedule``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
+
+from ..exceptions import DurableJobsError
+from ..periodic import PeriodicConfigError
+from ..schedule_ops import (
+    ScheduleInfo,
+    describe_schedules,
+    run_schedule_now,
+    set_schedule_enabled,
+)
+from .pages import AdminPage
+from .rendering import status_badge, when
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+#: POST action -> what it sets (``enabled`` override) or None for "run now".
+SCHEDULE_ACTIONS = ("enable", "disable", "follow-settings", "run-now")
+
+
+class SchedulesPage(AdminPage):
+    slug = "schedules"
+    title = _("Schedules")
+    template = "admin/django_durable_jobs/schedules.html"
+
+    def urls(self, model_admin: ModelAdmin) -> list[URLPattern]:
+        @require_POST
+        def act(request: HttpRequest) -> HttpResponse:
+            return self.act(request, model_admin)
+
+        name = self.url_name(model_admin)
+        return [
+            *super().urls(model_admin),
+            path("schedules/act/", model_admin.admin_site.admin_view(act), name=f"{name}_act"),
+        ]
+
+    def act(self, request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
+        if not request.user.has_perm("django_durable_jobs.manage_schedule"):
+            raise PermissionDenied
+        name = request.POST.get("name", "")
+        action = request.POST.get("action", "")
+        try:
+            if action == "run-now":
+                job_id = run_schedule_now(name)
+                messages.success(
+                    request,
+                    _("Schedule “%(name)s”: enqueued job #%(id)s.") % {"name": name, "id": job_id},
+                )
+            elif action in ("enable", "disable", "follow-settings"):
+                enabled = {"enable": True, "disable": False, "follow-settings": None}[action]
+                set_schedule_enabled(name, enabled)
+                done = {
+                    "enable": _("Schedule “%(name)s” is enabled."),
+                    "disable": _("Schedule “%(name)s” is disabled."),
+                    "follow-settings": _("Schedule “%(name)s” follows its setting again."),
+                }[action]
+                messages.success(request, done % {"name": name})
+            else:
+                messages.error(request, _("Unknown action %(action)r.") % {"action": action})
+        except (DurableJobsError, PeriodicConfigError) as exc:
+            messages.error(request, str(exc))
+        return HttpResponseRedirect(
+            reverse(f"{model_admin.admin_site.name}:{self.url_name(model_admin)}")
+        )
+
+    def view(self, request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
+        site = model_admin.admin_site.name
+        rows = [_row(info, site) for info in describe_schedules()]
+        return self.render(
+            request,
+            model_admin,
+            {
+                "schedules": rows,
+                "can_manage": request.user.has_perm("django_durable_jobs.manage_schedule"),
+                "act_url": reverse(f"{site}:{self.url_name(model_admin)}_act"),
+            },
+        )
+
+
+def _row(info: ScheduleInfo, site: str) -> dict[str, Any]:
+    job_url = None
+    if info.last_job_id is not None:
+        job_url = reverse(f"{site}:django_durable_jobs_job_change", args=[info.last_job_id])
+    return {
+        "info": info,
+        "next": [when(moment) for moment in info.next_fire_times],
+        "last": when(info.last_fire_time) if info.last_fire_time else None,
+        "last_status": status_badge(info.last_status) if info.last_status else None,
+        "job_url": job_url,
+    }
