@@ -10,6 +10,8 @@ job tables of the test database: nothing is mocked.
   worker's claim, execute and record steps, until none is left.
 * ``immediate_mode()`` (or ``DURABLE_JOBS["IMMEDIATE"] = True``): every enqueue
   runs its job in-process as soon as the enqueuing transaction commits.
+* ``fire_due_schedules(at=...)``: enqueue the PERIODIC ticks due at a moment,
+  through the tick ledger, without running the scheduler.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +29,7 @@ from .conf import app_settings
 from .constants import JobStatus
 from .definitions import JobDefinition
 from .exceptions import JobFailed
+from .handle import JobHandle
 from .inline import RunReport, run_claimed
 from .models import Job, JobQuerySet
 from .serialization import decode
@@ -35,6 +39,7 @@ __all__ = [
     "assert_enqueued",
     "assert_not_enqueued",
     "enqueued_jobs",
+    "fire_due_schedules",
     "immediate_mode",
     "run_pending_jobs",
 ]
@@ -217,3 +222,61 @@ def immediate_mode(enabled: bool = True) -> Iterator[None]:
     current = getattr(settings, "DURABLE_JOBS", None) or {}
     with override_settings(DURABLE_JOBS={**current, "IMMEDIATE": enabled}):
         yield
+
+
+def fire_due_schedules(
+    at: datetime,
+    *,
+    since: datetime | None = None,
+    names: list[str] | None = None,
+) -> list[JobHandle[Any]]:
+    """Enqueue the PERIODIC ticks due at ``at``, as the scheduler would; return their jobs.
+
+    For each enabled entry (an admin or CLI override counts), the most recent
+    tick at or before ``at``; with ``since``, every tick in ``(since, at]``.
+    Ticks go through the same ledger as the scheduler's, so a tick already
+    recorded (by an earlier call or a scheduler) is not enqueued again, and an
+    ``overlap=False`` entry whose previous run is pending is skipped. The jobs
+    get ``JobContext.fire_time`` like real ticks. ``names``: only these
+    entries (an unknown name raises ``UnknownSchedule``). ``at`` must be aware.
+    """
+    from django.utils import timezone as django_timezone
+
+    from .ledger import TickOutcome, enqueue_tick
+    from .models import ScheduleState
+    from .periodic import get_entries
+    from .schedule_ops import UnknownSchedule
+
+    for moment in (at, since):
+        if moment is not None and django_timezone.is_naive(moment):
+            raise ValueError(
+                f"fire_due_schedules() needs aware datetimes, got {moment!r}: "
+                "add tzinfo (e.g. datetime(..., tzinfo=UTC))."
+            )
+    alias = app_settings.DATABASE
+    entries = get_entries()
+    if names is not None:
+        known = {entry.name for entry in entries}
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise UnknownSchedule(
+                f"no PERIODIC entry is named {', '.join(map(repr, unknown))} "
+                f"(entries: {', '.join(sorted(known)) or 'none'})."
+            )
+        entries = [entry for entry in entries if entry.name in names]
+    overrides = dict(ScheduleState.objects.using(alias).values_list("name", "enabled"))
+    handles: list[JobHandle[Any]] = []
+    for entry in entries:
+        override = overrides.get(entry.name)
+        if not (entry.enabled if override is None else override):
+            continue
+        if since is not None:
+            ticks = entry.schedule.between(since, at)
+        else:
+            latest = entry.schedule.previous(at)
+            ticks = [latest] if latest is not None else []
+        for fire_time in ticks:
+            result = enqueue_tick(entry, fire_time, alias)
+            if result.outcome is TickOutcome.ENQUEUED and result.job_id is not None:
+                handles.append(JobHandle(result.job_id, entry.job, alias))
+    return handles

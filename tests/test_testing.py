@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from django.db import transaction
 from django.test import TestCase, TransactionTestCase
 
 from django_durable_jobs import JobFailed, JobStatus
 from django_durable_jobs.models import Job, QueueState
+from django_durable_jobs.scheduler import UnknownSchedule, set_schedule_enabled
 from django_durable_jobs.testing import (
     assert_enqueued,
     assert_not_enqueued,
     enqueued_jobs,
+    fire_due_schedules,
     immediate_mode,
     run_pending_jobs,
 )
@@ -226,3 +230,53 @@ class ImmediateModeInTransactionTestCase(TransactionTestCase):
                 handle = jobs.bump.enqueue("rb")
             assert handle.refresh().status == JobStatus.SUCCESSFUL
         assert Counter.objects.get(key="rb").value == 1
+
+
+# -- fire_due_schedules ------------------------------------------------------------------
+
+PERIODIC = {
+    "nightly": {
+        "job": "tests.testapp.jobs.report",
+        "schedule": "30 2 * * *",
+        "timezone": "Europe/Paris",
+        "kwargs": {"kind": "full"},
+    },
+    "probe": {"job": "tests.testapp.jobs.periodic_probe", "schedule": "every 15 minutes"},
+    "off": {"job": "tests.testapp.jobs.periodic_probe", "schedule": "hourly", "enabled": False},
+}
+
+
+@pytest.fixture
+def periodic(settings):
+    settings.DURABLE_JOBS = {**settings.DURABLE_JOBS, "PERIODIC": PERIODIC}
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("periodic")
+class TestFireDueSchedules:
+    def test_enqueues_the_latest_tick_of_each_enabled_entry_once(self):
+        at = datetime(2026, 7, 1, 0, 40, tzinfo=UTC)  # 02:40 in Paris (summer time)
+        handles = fire_due_schedules(at=at)
+        assert sorted(handle.name for handle in handles) == [
+            "tests.testapp.jobs.periodic_probe",
+            "tests.testapp.jobs.report",
+        ]
+        (nightly,) = assert_enqueued(jobs.report, kwargs={"kind": "full"})
+        assert nightly.meta["fire_time"] == "2026-07-01T00:30:00+00:00"
+        assert fire_due_schedules(at=at) == []  # the ledger has them: not again
+        report = run_pending_jobs()
+        assert report.succeeded == 2
+        probe = Job.objects.get(name="tests.testapp.jobs.periodic_probe")
+        assert probe.result["fire_time"] == "2026-07-01T00:30:00+00:00"  # the tick, not now
+
+    def test_since_enqueues_every_tick_in_between_and_names_filters(self):
+        start = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+        end = datetime(2026, 7, 1, 13, 0, tzinfo=UTC)
+        handles = fire_due_schedules(at=end, since=start, names=["probe"])
+        assert len(handles) == 4  # 12:15, 12:30, 12:45, 13:00
+        set_schedule_enabled("off", True)  # an operator's override counts
+        assert len(fire_due_schedules(at=end, names=["off"])) == 1
+        with pytest.raises(UnknownSchedule, match="'nope'"):
+            fire_due_schedules(at=end, names=["nope"])
+        with pytest.raises(ValueError, match="aware"):
+            fire_due_schedules(at=datetime(2026, 7, 1, 13, 0))
