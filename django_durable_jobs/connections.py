@@ -9,6 +9,7 @@ the query log that ``DEBUG=True`` fills, so memory stays flat.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.db import Error as DjangoDatabaseError
@@ -71,12 +72,13 @@ _UNAVAILABLE_SQLSTATES = {"25006", "57P01", "57P02", "57P03", "08000", "08003", 
 _UNAVAILABLE_SQLITE = ("database is locked", "readonly database", "disk i/o error")
 
 
-def _chain(exc: BaseException):
+def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def is_database_unavailable(exc: BaseException) -> bool:

@@ -190,7 +190,7 @@ def group(jobs: Iterable[PreparedJob], *, then: PreparedJob) -> GroupHandle:
     run_id = uuid.uuid4()
     callback = dataclasses.replace(then, run_id=run_id, waiting_for=len(members))
     alias = app_settings.DATABASE
-    handles = [JobHandle(None, job.name, alias) for job in members]
+    handles: list[JobHandle[Any]] = [JobHandle(None, job.name, alias) for job in members]
     callback_handle: JobHandle[Any] = JobHandle(None, callback.name, alias)
 
     def write() -> None:

@@ -92,7 +92,7 @@ def enqueue_tick(
     Losing the tick to another scheduler is a quiet ``TAKEN``, never an error.
     """
     prepared = entry.prepare()
-    meta = {"schedule": entry.name, "fire_time": iso_utc(fire_time)}
+    meta: dict[str, str | bool] = {"schedule": entry.name, "fire_time": iso_utc(fire_time)}
     if manual:
         meta["manual"] = True
     prepared.meta_json = json.dumps(meta)
@@ -143,7 +143,9 @@ def last_run(name: str, alias: str) -> tuple[datetime, int] | None:
         .values_list("fire_time", "job_id")
         .first()
     )
-    return (aware(row[0]), row[1]) if row else None
+    if row is None or row[1] is None:
+        return None
+    return aware(row[0]), row[1]
 
 
 def prune_ticks(alias: str, now: datetime, keep: timedelta = TICK_RETENTION) -> int:

@@ -305,7 +305,7 @@ def every(
     system checks validate it. Only options that differ from the defaults are set.
     """
     entry: dict[str, Any] = {"job": job, "schedule": schedule}
-    options = {
+    options: dict[str, tuple[Any, Any]] = {
         "name": (name, None),
         "args": (list(args) if isinstance(args, tuple) else args, []),
         "kwargs": (kwargs, None),

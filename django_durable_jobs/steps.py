@@ -84,7 +84,7 @@ class _StepOptions:
     queue: str | None = None
     priority: int = 0
     max_attempts: int | None = None
-    retry: RetryPolicy | Callable[[int], float] | None = None
+    retry: RetryPolicy | None = None  # already through as_policy()
     timeout: Any = DEFAULT
     atomic: bool = False
 
@@ -164,9 +164,7 @@ class Steps:
                 "so a worker can find its steps."
             )
         prefix = check_name(cls.__dict__.get("name") or f"{cls.__module__}.{cls.__qualname__}")
-        methods = [
-            (attr, value) for attr, value in cls.__dict__.items() if hasattr(value, _STEP)
-        ]
+        methods = [(attr, value) for attr, value in cls.__dict__.items() if hasattr(value, _STEP)]
         if not methods:
             raise InvalidJobDefinition(f"{cls.__qualname__} has no @step method.")
         cls.name = prefix

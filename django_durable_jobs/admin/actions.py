@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -49,7 +50,7 @@ def run_action(
             action=action,
             preview=preview,
             select_across=select_across,
-            selected=request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            selected=request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
             filters=[
                 (key, value)
                 for key, value in request.GET.items()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -23,7 +23,14 @@ from .pages import AdminPage
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
 
+    from .jobs import JobAdmin
+
 REFRESH_CHOICES = (0, 5, 15, 60)
+
+
+def jobs_database(model_admin: ModelAdmin) -> str:
+    """The alias the console works on (pages are only ever mounted on ``JobAdmin``)."""
+    return cast("JobAdmin", model_admin).database
 
 
 class DashboardPage(AdminPage):
@@ -56,7 +63,7 @@ class DashboardPage(AdminPage):
         queue = request.POST.get("queue", "")
         operation = operations.pause if paused else operations.resume
         try:
-            change = operation([queue], database=model_admin.database)
+            change = operation([queue], database=jobs_database(model_admin))
         except ValueError as exc:
             messages.error(request, str(exc))
         else:
@@ -66,7 +73,7 @@ class DashboardPage(AdminPage):
         )
 
     def view(self, request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
-        alias = model_admin.database
+        alias = jobs_database(model_admin)
         now = get_backend(alias).db_now()
         queues = operations.queue_stats(alias, now=now)
         workers = operations.worker_stats(alias, now=now)

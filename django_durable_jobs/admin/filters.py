@@ -7,7 +7,7 @@ Job names come from the registry and queue names from a loose index scan
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.db.models import Q, QuerySet
@@ -19,12 +19,15 @@ from .. import registry
 from ..constants import JobStatus
 from ..operations import queue_names
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 
 class StatusFilter(admin.SimpleListFilter):
     title = _("status")
     parameter_name = "status"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, StrOrPromise]]:
         return list(JobStatus.choices)
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
@@ -75,7 +78,7 @@ def _ago(**delta: float) -> Any:
 _FINISHED = Q(status__in=sorted(JobStatus.finished()))
 
 
-_PERIODS: dict[str, tuple[str, Q]] = {
+_PERIODS: dict[str, tuple[StrOrPromise, Q]] = {
     "finished_1h": (_("Finished in the last hour"), _FINISHED & Q(finished_at__gte=_ago(hours=1))),
     "finished_24h": (
         _("Finished in the last 24 hours"),

@@ -12,7 +12,9 @@ import math
 from functools import cached_property
 
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 
+from ..models import Job
 from ..operations import Count, count_jobs
 
 
@@ -21,7 +23,8 @@ class JobPaginator(Paginator):
 
     @cached_property
     def count_info(self) -> Count:
-        return count_jobs(self.object_list, cap=self.max_pages * self.per_page)
+        queryset: QuerySet[Job] = self.object_list  # type: ignore[assignment]  # always a queryset here
+        return count_jobs(queryset, cap=self.max_pages * self.per_page)
 
     @cached_property
     def count(self) -> int:

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -18,6 +18,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from ..constants import JobStatus
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 #: Characters of a value shown before "show all".
 CLIP_CHARS = 20_000
@@ -54,7 +57,7 @@ def size_label(characters: int) -> str:
     return f"{characters / 1_000_000:.1f} M characters"
 
 
-STATUS_CLASSES = {
+STATUS_CLASSES: dict[str, str] = {
     JobStatus.READY: "ready",
     JobStatus.RUNNING: "running",
     JobStatus.SUCCESSFUL: "successful",
@@ -63,10 +66,10 @@ STATUS_CLASSES = {
 }
 
 
-def status_badge(status: str, label: str | None = None) -> SafeString:
+def status_badge(status: str, label: StrOrPromise | None = None) -> SafeString:
     css = STATUS_CLASSES.get(status, "unknown")
-    label = label or dict(JobStatus.choices).get(status, status)
-    return format_html('<span class="ddj-badge ddj-{}">{}</span>', css, label)
+    shown: StrOrPromise = label or dict(JobStatus.choices).get(status) or status
+    return format_html('<span class="ddj-badge ddj-{}">{}</span>', css, shown)
 
 
 OUTCOME_CLASSES = {

@@ -35,7 +35,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("queues"))
     def queues_display(self, obj: Worker) -> str:
-        return ", ".join(obj.queues) or _("all")
+        return ", ".join(obj.queues) or str(_("all"))
 
     @admin.display(description=_("last heartbeat"), ordering="heartbeat_at")
     def heartbeat(self, obj: Worker) -> str:

@@ -57,9 +57,8 @@ class JSONArrayAppend(Func):
     arity = 2
 
     def __init__(self, array: str | Expression, item: Expression) -> None:
-        if isinstance(array, str):
-            array = F(array)
-        super().__init__(array, item, output_field=JSONField())
+        source: Expression | F = F(array) if isinstance(array, str) else array
+        super().__init__(source, item, output_field=JSONField())
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
         array, item = self.get_source_expressions()

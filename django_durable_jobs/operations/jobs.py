@@ -220,14 +220,14 @@ def cancel(
         ),
         "unique_key": _unique_key_in(JobStatus.CANCELLED),
     }
-    options = {"database": database, "dry_run": dry_run}
     first = _operate(
         target,
         CANCEL,
         ready,
         limit=limit,
         extra_condition=Q(status=JobStatus.READY),
-        **options,
+        database=database,
+        dry_run=dry_run,
     )
     left = None if limit is None else limit - first.done
     if left is not None and left <= 0:
@@ -240,7 +240,8 @@ def cancel(
         limit=left,
         extra_condition=Q(status=JobStatus.RUNNING),
         count_refusals=False,
-        **options,
+        database=database,
+        dry_run=dry_run,
     )
     first.done += second.done
     first.done_at_least = first.done_at_least or second.done_at_least
