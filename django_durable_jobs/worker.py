@@ -362,7 +362,8 @@ class Worker:
                 backoff.reset()
                 self._db_log.recovered("listen", "LISTEN connection restored")
                 while not self._background_stop.is_set():
-                    for notification in connection.notifies(timeout=1.0):
+                    # A short timeout: shutdown waits for this thread to notice the stop.
+                    for notification in connection.notifies(timeout=0.25):
                         if self.queues is None or notification.payload in self.queues:
                             self._wake.set()
             except Exception as exc:
