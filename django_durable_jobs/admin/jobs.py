@@ -101,8 +101,13 @@ class JobAdmin(admin.ModelAdmin):
             return self.list_display
         return tuple(column for column in self.list_display if column != "last_error")
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 passes where the actions are shown (and warns about overrides that do
+        # not take it); earlier versions call get_actions(request).
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg,unused-ignore]
         actions.pop("delete_selected", None)  # it loads every row; delete_jobs does not
         return actions
 
