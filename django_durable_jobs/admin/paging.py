@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
+from typing import cast
 
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -23,7 +24,8 @@ class JobPaginator(Paginator):
 
     @cached_property
     def count_info(self) -> Count:
-        queryset: QuerySet[Job] = self.object_list  # type: ignore[assignment]  # always a queryset here
+        # The changelist always pages a queryset; Paginator also types lists.
+        queryset = cast("QuerySet[Job]", self.object_list)
         return count_jobs(queryset, cap=self.max_pages * self.per_page)
 
     @cached_property
