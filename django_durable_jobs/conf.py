@@ -86,11 +86,18 @@ class AppSettings:
         return self._cache
 
     def __getattr__(self, name: str) -> Any:
+        # Called only for a name not yet in the instance's __dict__: the value is
+        # kept there, so later reads are plain attribute reads (enqueue reads
+        # several settings per job).
         if name.startswith("_") or name not in DEFAULTS:
             raise AttributeError(f"DURABLE_JOBS has no setting {name!r}")
-        return self.as_dict()[name]
+        value = self.as_dict()[name]
+        setattr(self, name, value)
+        return value
 
     def reset(self) -> None:
+        for name in DEFAULTS:
+            self.__dict__.pop(name, None)
         self._cache = None
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from . import followups, registry
 from .conf import app_settings
+from .enqueue import PreparedJob, enqueue_prepared
 from .exceptions import InvalidJobDefinition, InvalidJobOptions
 from .retry import RetryPolicy, as_policy
 from .serialization import dumps, encode_payload
@@ -26,7 +27,6 @@ from .validation import (
 )
 
 if TYPE_CHECKING:
-    from .enqueue import PreparedJob
     from .handle import JobHandle
 
 P = ParamSpec("P")
@@ -126,8 +126,6 @@ class JobDefinition(Generic[P, R]):
             changes["concurrency_key"] = concurrency_key
             changes["concurrency_limit"] = self.concurrency_limit or 1
         if then is not None:
-            from .enqueue import PreparedJob
-
             follow = [then] if isinstance(then, PreparedJob) else list(then)
             if not all(isinstance(item, PreparedJob) for item in follow):
                 raise InvalidJobOptions(
@@ -160,12 +158,13 @@ class JobDefinition(Generic[P, R]):
         return app_settings.DEFAULT_MAX_ATTEMPTS
 
     def resolved_timeout(self) -> float | None:
-        return self.timeout if self.timeout is not DEFAULT else app_settings.DEFAULT_TIMEOUT
+        if self.timeout is not DEFAULT:
+            return self.timeout
+        default = app_settings.DEFAULT_TIMEOUT  # the setting may be an int
+        return None if default is None else float(default)
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> PreparedJob:
         """Validate and encode one call without writing it; for ``enqueue_many``."""
-        from .enqueue import PreparedJob
-
         queue = check_queue(self.resolved_queue())
         args_json, kwargs_json = encode_payload(args, kwargs, app_settings.MAX_PAYLOAD_BYTES)
         meta: dict[str, Any] = {}
@@ -204,8 +203,6 @@ class JobDefinition(Generic[P, R]):
         that transaction: it exists only if it commits. Invalid arguments raise
         before anything is written.
         """
-        from .enqueue import enqueue_prepared
-
         return enqueue_prepared([self.prepare(*args, **kwargs)])[0]
 
     async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
@@ -219,8 +216,6 @@ class JobDefinition(Generic[P, R]):
         from asgiref.sync import sync_to_async
 
         prepared = self.prepare(*args, **kwargs)  # invalid arguments raise here, in the loop
-
-        from .enqueue import enqueue_prepared
 
         handles = await sync_to_async(enqueue_prepared, thread_sensitive=True)([prepared])
         return handles[0]

@@ -131,6 +131,8 @@ def _written(prepared: list[PreparedJob], handles: list[JobHandle[Any]], alias: 
     """What follows the insert: the ``job_enqueued`` signal, and immediate mode's run."""
     from . import signals
 
+    if not (app_settings.IMMEDIATE or signals.job_enqueued.has_listeners()):
+        return
     new = [
         (handle, job)
         for handle, job in zip(handles, prepared, strict=True)

@@ -170,22 +170,34 @@ def decode(value: Any) -> Any:
     return value
 
 
+# Built once: json.dumps() would build an encoder per call (enqueue calls it per job).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_ENCODE_SORTED = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True
+).encode
+
+
 def dumps(value: Any, *, sort_keys: bool = False) -> str:
     """Compact JSON text of an already-encoded value."""
-    return json.dumps(
-        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys
-    )
+    return _ENCODE_SORTED(value) if sort_keys else _ENCODE(value)
 
 
 def encode_payload(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], max_bytes: int):
     """Encode job arguments; return ``(args_json, kwargs_json)`` or raise before any write."""
     encoded_args = [encode(value, f"args[{i}]") for i, value in enumerate(args)]
-    encoded_kwargs = {}
-    for key, value in kwargs.items():
-        _check_str(key, f"kwargs key {key!r}")
-        encoded_kwargs[key] = encode(value, f"kwargs[{key!r}]")
-    args_json, kwargs_json = dumps(encoded_args), dumps(encoded_kwargs)
-    size = len(args_json.encode()) + len(kwargs_json.encode())
+    if kwargs:
+        encoded_kwargs = {}
+        for key, value in kwargs.items():
+            _check_str(key, f"kwargs key {key!r}")
+            encoded_kwargs[key] = encode(value, f"kwargs[{key!r}]")
+        kwargs_json = _ENCODE(encoded_kwargs)
+    else:
+        kwargs_json = "{}"
+    args_json = _ENCODE(encoded_args)
+    # UTF-8 takes at most 4 bytes per character: count bytes only near the limit.
+    size = len(args_json) + len(kwargs_json)
+    if max_bytes and size * 4 > max_bytes:
+        size = len(args_json.encode()) + len(kwargs_json.encode())
     if max_bytes and size > max_bytes:
         raise PayloadTooLarge(
             f"The job's arguments are {size:,} bytes as JSON, over the limit of {max_bytes:,} "

@@ -9,14 +9,16 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.db import connections, transaction
+from django.utils import timezone
 
 from django_durable_jobs import enqueue_many
 from django_durable_jobs.db import get_backend
 from django_durable_jobs.models import Job
-from tests.testapp.jobs import add
+from tests.testapp.jobs import add, echo
 from tests.testapp.models import Note
 
 
@@ -102,6 +104,31 @@ def test_bulk_enqueue_is_one_transaction_and_keeps_order():
     rows = dict(Job.objects.values_list("id", "args"))
     assert [rows[i] for i in ids[:3]] == [[0, 0], [1, 1], [2, 2]]
     assert rows[ids[-1]] == [2499, 2499]
+
+
+def test_bulk_enqueue_keeps_each_rows_own_options(settings):
+    """One statement carries every column as an array: mixed and missing values per row."""
+    settings.DURABLE_JOBS = {**settings.DURABLE_JOBS, "DEFAULT_TIMEOUT": 30}  # an int
+    run_at = timezone.now() + timedelta(hours=1)
+    prepared = [
+        add.prepare(1, 1),
+        add.using(timeout=1.5, priority=-100, delay=60).prepare(2, 2),
+        add.using(run_at=run_at, priority=100, max_attempts=1, timeout=None).prepare(3, 3),
+        add.using(concurrency_key="k", unique_key="u").prepare(4, 4),
+        echo.prepare(x=["é", {"a": None}], y="\u2603"),
+    ]
+    handles = enqueue_many(prepared)
+    rows = {row.id: row for row in Job.objects.filter(id__in=[handle.id for handle in handles])}
+    first, second, third, fourth, fifth = (rows[handle.id] for handle in handles)
+    assert (first.timeout, second.timeout, third.timeout) == (30.0, 1.5, None)
+    assert (first.priority, second.priority, third.priority) == (0, -100, 100)
+    assert second.run_at - second.enqueued_at == timedelta(seconds=60)
+    assert third.run_at == run_at
+    assert third.max_attempts == 1
+    assert (fourth.concurrency_key, fourth.unique_key is not None) == ("k", True)
+    assert first.concurrency_key is None
+    assert first.unique_key is None
+    assert fifth.kwargs == {"x": ["é", {"a": None}], "y": "\u2603"}
 
 
 def test_bulk_enqueue_validates_everything_before_writing():

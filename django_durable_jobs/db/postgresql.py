@@ -31,7 +31,8 @@ from .base import (
 # VALUES lists), and run on server-side-binding cursors: psycopg prepares them
 # once per connection, so PostgreSQL parses and plans them once, not per call.
 
-# One statement inserts any number of jobs (one array per column), and sends the
+# One statement inserts any number of jobs (one array per column, sent in binary:
+# psycopg dumps and PostgreSQL parses binary arrays about twice as fast), and sends the
 # wake-up NOTIFY once per queue, in the enqueuing transaction: delivered at
 # commit, never for a rollback.
 _INSERT_SQL = f"""
@@ -43,9 +44,9 @@ WITH ins AS (
            t.unique_key, t.unique_states, t.concurrency_key, t.concurrency_limit, t.run_id,
            t.parent_id, t.waiting_for, t.meta::jsonb
     FROM unnest(
-        %s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::int[], %s::float8[],
-        %s::timestamptz[], %s::float8[], %s::text[], %s::int[], %s::text[], %s::int[],
-        %s::uuid[], %s::bigint[], %s::int[], %s::text[]
+        %b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::int[], %b::float8[],
+        %b::timestamptz[], %b::float8[], %b::text[], %b::int[], %b::text[], %b::int[],
+        %b::uuid[], %b::bigint[], %b::int[], %b::text[]
     ) AS t(name, queue, priority, args, kwargs, max_attempts, timeout, run_at, delay,
            unique_key, unique_states, concurrency_key, concurrency_limit, run_id, parent_id,
            waiting_for, meta)
@@ -271,15 +272,21 @@ def _row(job: Any) -> tuple[Any, ...]:
 class _PreparingCursor:
     """A psycopg cursor whose ``execute`` asks for a prepared statement (or not)."""
 
-    def __init__(self, cursor: Any, prepare: bool | None) -> None:
+    def __init__(self, cursor: Any) -> None:
         self.cursor = cursor
-        self.prepare = prepare
 
     def execute(self, sql: str, params: Any) -> Any:
-        return self.cursor.execute(sql, params, prepare=self.prepare)
+        from ..conf import app_settings
+
+        prepare = True if app_settings.PREPARED_STATEMENTS else None
+        return self.cursor.execute(sql, params, prepare=prepare)
 
     def fetchall(self) -> list[Any]:
         return self.cursor.fetchall()
+
+
+#: Where a Django connection keeps its server-side-binding cursor (see ``_prepared``).
+_CURSOR_ATTRIBUTE = "_durable_jobs_cursor"
 
 
 class PostgreSQLBackend(Backend):
@@ -293,28 +300,32 @@ class PostgreSQLBackend(Backend):
         ``atomic()`` stays in it). psycopg prepares a statement after a few uses
         per connection, unless the project set ``OPTIONS["prepare_threshold"]``
         to None (PgBouncer in transaction mode). Django's error wrapping is kept.
+        The cursor is made once per database connection and kept on Django's
+        connection object (which belongs to one thread): a single enqueue spends
+        more time building a cursor than running Python of its own.
         """
         import psycopg
 
-        from ..conf import app_settings
-
-        prepare = True if app_settings.PREPARED_STATEMENTS else None
         connection = self.connection
         connection.ensure_connection()
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            yield _PreparingCursor(cursor, prepare)
+        raw = connection.connection
+        cursor = connection.__dict__.get(_CURSOR_ATTRIBUTE)
+        if cursor is None or cursor.cursor.connection is not raw:
+            cursor = _PreparingCursor(psycopg.Cursor(raw))
+            connection.__dict__[_CURSOR_ATTRIBUTE] = cursor
+        with connection.wrap_database_errors:
+            yield cursor
 
     def insert(self, jobs: list[Any], *, notify: bool) -> list[int | None]:
+        if not jobs:
+            return []
         conflict = any(job.unique_key is not None for job in jobs)
         if len(jobs) == 1:
             with self._prepared() as cursor:
                 cursor.execute(_INSERT_ONE[notify, conflict], _row(jobs[0]))
                 rows = cursor.fetchall()
             return [rows[0][0] if rows else None]
-        columns: list[list[Any]] = [[] for _ in range(17)]
-        for job in jobs:
-            for column, value in zip(columns, _row(job), strict=True):
-                column.append(value)
+        columns = [list(column) for column in zip(*map(_row, jobs), strict=True)]
         with self._prepared() as cursor:
             cursor.execute(_INSERT_MANY[notify, conflict], columns)
             rows = cursor.fetchall()
