@@ -24,11 +24,13 @@ class Adapter:
     db = "bench_durable_jobs"
     is_async = False
     notes = (
-        "runworker at default settings: 8 executor threads, one batch claim per free slots "
-        "(FOR UPDATE SKIP LOCKED), one fenced UPDATE per outcome, LISTEN/NOTIFY wake-up with "
+        "runworker at default settings: 8 executor threads, one batch claim for the free "
+        "slots plus an adaptive claim-ahead (FOR UPDATE SKIP LOCKED), outcomes written in "
+        "fenced batches by a completer thread, LISTEN/NOTIFY wake-up with "
         "1 s polling fallback, INFO log line per job; CONN_MAX_AGE=0 (Django's default; the "
         "worker holds its connections). Finished jobs stay in the table (history). "
-        "W2 = enqueue_many() (multi-row INSERT in chunks of 1,000, one transaction). "
+        "W2 = enqueue_many() (one INSERT ... SELECT FROM unnest() of binary arrays, one "
+        "transaction). "
         "Concurrency 8 = --concurrency 8 (= the default)."
     )
     table = "django_durable_jobs_job"
