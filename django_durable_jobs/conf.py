@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "CONCURRENCY": 8,
     # Most jobs claimed ahead of free threads. The worker claims ahead only as
     # many as its threads finish during one claim round trip: deep batches for
-    # fast jobs, none for slow ones (None: 8 x CONCURRENCY; 0: never ahead). A
+    # fast jobs, none for slow ones (None: 32 x CONCURRENCY; 0: never ahead). A
     # worker that is killed (not stopped) gives these back only when their
     # lease expires, with the attempt counted although they never started.
     "PREFETCH": None,
