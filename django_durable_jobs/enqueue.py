@@ -49,8 +49,8 @@ class PreparedJob:
 
 def _open_transaction_elsewhere(alias: str) -> str | None:
     """The alias of another database with an open transaction, if the jobs' one has none."""
-    if connections[alias].in_atomic_block:
-        return None
+    if len(connections.settings) == 1 or connections[alias].in_atomic_block:
+        return None  # (one database: nothing to look at; each look costs microseconds)
     for connection in connections.all(initialized_only=True):
         if connection.alias != alias and connection.in_atomic_block:
             return connection.alias
@@ -91,8 +91,6 @@ def insert_jobs(prepared: list[PreparedJob], alias: str) -> list[tuple[int, bool
 def _insert_resolving_keys(
     backend: Any, prepared: list[PreparedJob], alias: str, notify: bool
 ) -> list[tuple[int, bool]]:
-    from .models import Job
-
     results: list[tuple[int, bool] | None] = [
         None if job_id is None else (job_id, False)
         for job_id in backend.insert(prepared, notify=notify)
@@ -101,6 +99,8 @@ def _insert_resolving_keys(
         missing = [index for index, result in enumerate(results) if result is None]
         if not missing:
             return results  # type: ignore[return-value]
+        from .models import Job  # only here: models import the db layer
+
         keys = {prepared[index].unique_key for index in missing}
         holders = dict(
             Job.objects.using(alias).filter(unique_key__in=keys).values_list("unique_key", "id")

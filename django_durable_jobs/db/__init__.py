@@ -8,15 +8,18 @@ from .base import Backend, ClaimedJob, Outcome
 
 __all__ = ["Backend", "ClaimedJob", "Outcome", "get_backend"]
 
-_backends: dict[tuple[str, str], Backend] = {}
+_backends: dict[str, Backend] = {}
 
 
 def get_backend(alias: str) -> Backend:
-    """The backend for the database ``alias`` (PostgreSQL or SQLite)."""
-    vendor = connections[alias].vendor
-    key = (alias, vendor)
-    backend = _backends.get(key)
+    """The backend for the database ``alias`` (PostgreSQL or SQLite).
+
+    Kept per alias (an alias's engine does not change while the process runs):
+    every enqueue asks for it.
+    """
+    backend = _backends.get(alias)
     if backend is None:
+        vendor = connections[alias].vendor
         backend_class: type[Backend]
         if vendor == "postgresql":
             from .postgresql import PostgreSQLBackend
@@ -31,5 +34,5 @@ def get_backend(alias: str) -> Backend:
                 f"django-durable-jobs supports PostgreSQL and SQLite; the database {alias!r} is "
                 f"{vendor}. Point DURABLE_JOBS['DATABASE'] at a PostgreSQL or SQLite alias."
             )
-        backend = _backends[key] = backend_class(alias)
+        backend = _backends[alias] = backend_class(alias)
     return backend
