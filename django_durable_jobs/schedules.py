@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import CroniterBadDateError, croniter
 
 from .exceptions import DurableJobsError
 from .schedule_grammar import InvalidSchedule, describe_cron, to_cron
+
+if TYPE_CHECKING:
+    from croniter import croniter
 
 __all__ = [
     "InvalidSchedule",
@@ -51,6 +52,10 @@ _SECOND = timedelta(seconds=1)
 
 
 def _croniter(expression: str, start: datetime) -> croniter:
+    # Imported here, not at the top: croniter and dateutil are half a megabyte
+    # of memory in every worker, and only projects with cron schedules need them.
+    from croniter import croniter
+
     return croniter(expression, start, second_at_beginning=len(expression.split(" ")) == 6)
 
 
@@ -207,6 +212,8 @@ class Schedule:
             end = (change.at + change.before).replace(tzinfo=None)
         else:
             end = local.replace(tzinfo=None, microsecond=0) + _SECOND
+        from croniter import CroniterBadDateError
+
         it = _croniter(self.expression, end)
         while True:
             try:
@@ -260,7 +267,7 @@ def parse_schedule(text: str, timezone: str | tzinfo) -> Schedule:
     zone = get_zone(timezone if not isinstance(timezone, tzinfo) else str(timezone))
     seconds_first = len(expression.split(" ")) == 6
     try:
-        probe = croniter(expression, datetime(2000, 1, 1), second_at_beginning=seconds_first)
+        probe = _croniter(expression, datetime(2000, 1, 1))
         hours = probe.expanded[1]
         probe.get_next(datetime)
     except Exception as exc:
