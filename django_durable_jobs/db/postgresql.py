@@ -7,6 +7,7 @@ come from the database clock (``now()``), never from the worker host.
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from datetime import datetime
 from typing import Any
@@ -273,6 +274,10 @@ def _row(job: Any) -> tuple[Any, ...]:
 #: Where a Django connection keeps its server-side-binding cursor (see ``_run``).
 _CURSOR_ATTRIBUTE = "_durable_jobs_cursor"
 
+#: A ``prepare_threshold`` that no query reaches: psycopg then prepares only the
+#: statements executed with ``prepare=True`` (ours), never the project's own.
+_PREPARE_WHEN_ASKED = sys.maxsize
+
 
 class PostgreSQLBackend(Backend):
     vendor = "postgresql"
@@ -296,13 +301,30 @@ class PostgreSQLBackend(Backend):
             raw = connection.connection
         cursor = connection.__dict__.get(_CURSOR_ATTRIBUTE)
         if cursor is None or cursor.connection is not raw:
-            cursor = connection.__dict__[_CURSOR_ATTRIBUTE] = psycopg.Cursor(raw)
+            cursor = connection.__dict__[_CURSOR_ATTRIBUTE] = self._hot_cursor(raw)
         try:
             cursor.execute(sql, params, prepare=True if app_settings.PREPARED_STATEMENTS else None)
             return cursor.fetchall()  # every hot statement returns rows
         except Exception:
             with connection.wrap_database_errors:  # Django's exception classes and state
                 raise
+
+    @staticmethod
+    def _hot_cursor(raw: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+        """A server-side-binding cursor on ``raw`` that can prepare our statements.
+
+        Django opens connections with ``prepare_threshold=None`` (its default
+        OPTIONS), and psycopg then ignores ``prepare=True``: nothing was prepared,
+        and PostgreSQL parsed and planned every enqueue, claim and record again
+        (a quarter of a single enqueue's time). With ``PREPARED_STATEMENTS`` the
+        threshold becomes one that no query reaches, so only the statements we
+        execute with ``prepare=True`` are prepared; the project's own queries
+        stay as they were (Django's default cursors never prepare anyway). A
+        threshold the project set itself is left alone.
+        """
+        if app_settings.PREPARED_STATEMENTS and raw.prepare_threshold is None:
+            raw.prepare_threshold = _PREPARE_WHEN_ASKED
+        return psycopg.Cursor(raw)
 
     def insert(self, jobs: list[Any], *, notify: bool) -> list[int | None]:
         if not jobs:

@@ -1,0 +1,70 @@
+"""PREPARED_STATEMENTS: our hot statements are prepared on Django's connections, nothing else is.
+
+Django opens psycopg connections with ``prepare_threshold=None``, with which psycopg
+ignores ``prepare=True``; these tests look at the server's own list of prepared
+statements on the connection.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.db import connection, transaction
+
+from django_durable_jobs.models import Job
+from tests.testapp.jobs import add
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
+
+
+def prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.fixture(autouse=True)
+def fresh_connection():
+    connection.close()  # no statement prepared by an earlier test
+    yield
+    connection.close()
+
+
+def test_enqueue_prepares_its_insert_once():
+    add.enqueue(1, 2)
+    add.enqueue(3, 4)
+    statements = prepared_statements()
+    assert len(statements) == 1
+    assert "INSERT INTO django_durable_jobs_job" in statements[0]
+    assert Job.objects.count() == 2
+
+
+def test_the_projects_own_queries_stay_unprepared():
+    add.enqueue(1, 2)
+    cursor = psycopg.Cursor(connection.connection)  # server-side binding, like the ORM's option
+    for i in range(20):  # well past psycopg's usual threshold of 5
+        cursor.execute("SELECT %s::int + 1", [i])
+    assert not any("SELECT $1::int + 1" in s for s in prepared_statements())
+    assert connection.connection.prepare_threshold is not None  # ours were allowed
+
+
+def test_turned_off_nothing_is_prepared(settings):
+    settings.DURABLE_JOBS = {"PREPARED_STATEMENTS": False}
+    add.enqueue(1, 2)
+    add.enqueue(3, 4)
+    assert prepared_statements() == []
+    assert connection.connection.prepare_threshold is None
+    assert Job.objects.count() == 2
+
+
+def test_a_rollback_drops_the_statements_and_the_next_enqueue_prepares_again():
+    add.enqueue(1, 2)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        add.enqueue(3, 4)
+        raise RuntimeError("roll back")
+    # psycopg deallocates everything after a rollback; the next enqueue must not
+    # execute a statement the server no longer has.
+    assert prepared_statements() == []
+    add.enqueue(5, 6)
+    assert len(prepared_statements()) == 1
+    assert sorted(Job.objects.values_list("args", flat=True)) == [[1, 2], [5, 6]]
