@@ -97,3 +97,11 @@ def test_manage_py_check_fails_on_errors(settings):
     settings.DURABLE_JOBS = {"CONCURRENCY": -1}
     with pytest.raises(SystemCheckError, match=r"django_durable_jobs\.E003"):
         call_command("check")
+
+
+def test_runworker_refuses_to_start_on_errors(settings):
+    # runworker runs only the model and settings checks (not the URL, template and
+    # admin ones): a bad setting must still stop it before it claims anything.
+    settings.DURABLE_JOBS = {"CONCURRENCY": -1}
+    with pytest.raises(SystemCheckError, match=r"django_durable_jobs\.E003"):
+        call_command("runworker", "--burst", skip_checks=False)
