@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from django_durable_jobs.models import Job
 from tests.testapp.jobs import add
@@ -68,3 +68,15 @@ def test_a_rollback_drops_the_statements_and_the_next_enqueue_prepares_again():
     add.enqueue(5, 6)
     assert len(prepared_statements()) == 1
     assert sorted(Job.objects.values_list("args", flat=True)) == [[1, 2], [5, 6]]
+
+
+def test_a_session_that_lost_them_fails_with_the_fix_in_the_error():
+    # What a transaction-pooling PgBouncer before 1.21 does: the next statement
+    # runs on a server session that never saw our PREPARE.
+    add.enqueue(1, 2)
+    connection.connection.pgconn.exec_(b"DEALLOCATE ALL")  # behind psycopg's back
+    with pytest.raises(DatabaseError) as raised:
+        add.enqueue(3, 4)
+    notes = "".join(getattr(raised.value.__cause__, "__notes__", []))
+    assert "DURABLE_JOBS['PREPARED_STATEMENTS'] = False" in notes
+    assert Job.objects.count() == 1

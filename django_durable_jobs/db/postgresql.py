@@ -274,6 +274,19 @@ def _row(job: Any) -> tuple[Any, ...]:
 #: Where a Django connection keeps its server-side-binding cursor (see ``_run``).
 _CURSOR_ATTRIBUTE = "_durable_jobs_cursor"
 
+#: What a pooler that moves a client between server connections (PgBouncer in
+#: transaction mode before 1.21) makes of prepared statements.
+_LOST_PREPARED_STATEMENT = (
+    psycopg.errors.InvalidSqlStatementName,
+    psycopg.errors.DuplicatePreparedStatement,
+)
+_LOST_PREPARED_STATEMENT_HINT = (
+    "django-durable-jobs prepares its statements once per connection, and this "
+    "connection's server session no longer matches (a transaction-pooling PgBouncer "
+    "older than 1.21?). Set DURABLE_JOBS['PREPARED_STATEMENTS'] = False, or let the "
+    "pooler keep prepared statements (PgBouncer 1.21+: max_prepared_statements)."
+)
+
 #: A ``prepare_threshold`` that no query reaches: psycopg then prepares only the
 #: statements executed with ``prepare=True`` (ours), never the project's own.
 _PREPARE_WHEN_ASKED = sys.maxsize
@@ -305,7 +318,9 @@ class PostgreSQLBackend(Backend):
         try:
             cursor.execute(sql, params, prepare=True if app_settings.PREPARED_STATEMENTS else None)
             return cursor.fetchall()  # every hot statement returns rows
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, _LOST_PREPARED_STATEMENT):
+                exc.add_note(_LOST_PREPARED_STATEMENT_HINT)  # shown with Django's error
             with connection.wrap_database_errors:  # Django's exception classes and state
                 raise
 
