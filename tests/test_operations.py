@@ -257,6 +257,25 @@ def test_pause_validates_queue_names(settings):
     assert not QueueState.objects.exists()
 
 
+def test_distinct_queues_finds_a_queue_whatever_the_status_of_its_jobs():
+    # The history and the backlog are read on their own partial indexes, and
+    # running and waiting jobs apart: a queue with jobs in one group only counts.
+    make_job(queue="q-ready")
+    make_job(queue="q-running", status=JobStatus.RUNNING)
+    make_job(queue="q-waiting", waiting_for=2)
+    for status in (JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED):
+        make_job(queue=f"q-{status.lower()}", status=status)
+    make_job(queue="q-ready", status=JobStatus.SUCCESSFUL)  # listed once
+    assert get_backend("default").distinct_queues() == [
+        "q-cancelled",
+        "q-failed",
+        "q-ready",
+        "q-running",
+        "q-successful",
+        "q-waiting",
+    ]
+
+
 def test_queue_names_come_from_jobs_states_and_settings():
     make_job(queue="zeta")
     make_job(queue="alpha")

@@ -225,8 +225,11 @@ class Backend:
     def distinct_queues(self) -> list[str]:
         """Every queue name that has jobs, in order.
 
-        A loose index scan: one index probe per queue (``queue > previous``)
-        instead of reading every row, so it stays fast on millions of jobs.
+        Loose index scans: one index probe per queue (``queue > previous``)
+        instead of reading every row, so it stays fast on millions of jobs. No
+        index covers ``queue`` for every row (the history's and the backlog's
+        are partial), so each status group is scanned on its own index, with
+        the index's own condition; running and waiting jobs are few.
         """
         with self.connection.cursor() as cursor:
             cursor.execute(_DISTINCT_QUEUES_SQL)
@@ -241,12 +244,29 @@ class Backend:
         return ClaimedJob(*row)
 
 
-_DISTINCT_QUEUES_SQL = f"""
-WITH RECURSIVE queues(name) AS (
-    SELECT MIN(queue) FROM {JOB_TABLE}
-    UNION ALL
-    SELECT (SELECT MIN(j.queue) FROM {JOB_TABLE} AS j WHERE j.queue > queues.name)
-    FROM queues WHERE queues.name IS NOT NULL
+_FINISHED_CONDITION = "status IN ({})".format(
+    ", ".join(
+        f"'{status}'" for status in (JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED)
+    )
 )
-SELECT name FROM queues WHERE name IS NOT NULL
+_READY_CONDITION = f"status = '{JobStatus.READY}' AND waiting_for = 0"  # ddj_job_ready_by_queue
+
+
+def _loose_scan(name: str, condition: str) -> str:
+    return f"""{name}(name) AS (
+    SELECT MIN(queue) FROM {JOB_TABLE} WHERE {condition}
+    UNION ALL
+    SELECT (SELECT MIN(queue) FROM {JOB_TABLE} WHERE {condition} AND queue > {name}.name)
+    FROM {name} WHERE {name}.name IS NOT NULL
+)"""
+
+
+_DISTINCT_QUEUES_SQL = f"""
+WITH RECURSIVE {_loose_scan("finished", _FINISHED_CONDITION)},
+{_loose_scan("backlog", _READY_CONDITION)}
+SELECT name FROM finished WHERE name IS NOT NULL
+UNION SELECT name FROM backlog WHERE name IS NOT NULL
+UNION SELECT queue FROM {JOB_TABLE} WHERE status = '{JobStatus.RUNNING}'
+UNION SELECT queue FROM {JOB_TABLE} WHERE status = '{JobStatus.READY}' AND waiting_for > 0
+ORDER BY 1
 """
