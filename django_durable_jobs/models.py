@@ -20,7 +20,10 @@ from .constants import PRIORITY_MAX, PRIORITY_MIN, JobStatus
 
 READY = Q(status=JobStatus.READY, waiting_for=0)
 RUNNING = Q(status=JobStatus.RUNNING)
-FINISHED = Q(status__in=[JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED])
+#: In this order: raw SQL that must match the partial indexes' condition (the
+#: queue list's loose scans, on SQLite textually) builds it from this list.
+FINISHED_STATUSES = [JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED]
+FINISHED = Q(status__in=FINISHED_STATUSES)
 
 
 class JobQuerySet(models.QuerySet["Job"]):

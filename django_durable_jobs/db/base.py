@@ -12,7 +12,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..constants import STATUS_BITS, JobStatus
-from ..models import Job, QueueState, Worker
+from ..models import FINISHED_STATUSES, Job, QueueState, Worker
 
 JOB_TABLE = Job._meta.db_table
 QUEUE_TABLE = QueueState._meta.db_table
@@ -244,12 +244,9 @@ class Backend:
         return ClaimedJob(*row)
 
 
-_FINISHED_CONDITION = "status IN ({})".format(
-    ", ".join(
-        f"'{status}'" for status in (JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED)
-    )
-)
-_READY_CONDITION = f"status = '{JobStatus.READY}' AND waiting_for = 0"  # ddj_job_ready_by_queue
+# The conditions of models.FINISHED and models.READY, the partial indexes' own.
+_FINISHED_CONDITION = "status IN ({})".format(", ".join(f"'{s}'" for s in FINISHED_STATUSES))
+_READY_CONDITION = f"status = '{JobStatus.READY}' AND waiting_for = 0"
 
 
 def _loose_scan(name: str, condition: str) -> str:
