@@ -131,7 +131,7 @@ def _written(prepared: list[PreparedJob], handles: list[JobHandle[Any]], alias: 
     """What follows the insert: the ``job_enqueued`` signal, and immediate mode's run."""
     from . import signals
 
-    if not (app_settings.IMMEDIATE or signals.job_enqueued.has_listeners()):
+    if not (app_settings.IMMEDIATE or signals.job_enqueued.receivers):
         return
     new = [
         (handle, job)

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.dispatch import Signal
 
+from .constants import JobStatus
+
 if TYPE_CHECKING:
     from .context import JobContext
     from .db import Outcome
@@ -44,6 +46,16 @@ job_retrying = Signal()
 
 #: ``job_finished``'s ``outcome`` for an attempt that returned normally.
 SUCCESS = "success"
+
+
+def listened(signal: Signal, sender: Any = None) -> bool:
+    """Is a receiver connected for ``sender``, or for every sender?
+
+    Reading ``signal.receivers`` first makes the usual case (nothing connected)
+    nearly free per job. ``has_listeners()`` without the sender would miss a
+    receiver connected for one job only (``sender=send_receipt``).
+    """
+    return bool(signal.receivers) and signal.has_listeners(sender)
 
 
 def _definition(name: str) -> Any:
@@ -65,27 +77,25 @@ def _send(signal: Signal, name: str, sender: Any, **kwargs: Any) -> None:
 
 def send_enqueued(handles: list[JobHandle[Any]], queues: list[str]) -> None:
     """``job_enqueued`` for rows just written (one signal per job)."""
-    if not job_enqueued.has_listeners():
-        return
+    if not job_enqueued.receivers:
+        return  # each send below skips the handles whose job has no receiver
     for handle, queue in zip(handles, queues, strict=True):
         _send(job_enqueued, "job_enqueued", _definition(handle.name), handle=handle, queue=queue)
 
 
 def send_started(context: JobContext, definition: Any) -> None:
-    if job_started.has_listeners():
+    if listened(job_started, definition):
         _send(job_started, "job_started", definition, context=context)
 
 
 def send_ended(context: JobContext, definition: Any, outcome: Outcome, duration: float) -> None:
     """``job_finished`` or ``job_retrying``, whichever the attempt's outcome is."""
-    from .constants import JobStatus
-
     error = outcome.error
     kind = SUCCESS
     if outcome.status != JobStatus.SUCCESSFUL and error:
         kind = error.get("outcome", SUCCESS)
     if outcome.status == JobStatus.READY:
-        if outcome.uncount or not job_retrying.has_listeners():
+        if outcome.uncount or not listened(job_retrying, definition):
             return  # released at shutdown: not an attempt that ended
         _send(
             job_retrying,
@@ -97,7 +107,7 @@ def send_ended(context: JobContext, definition: Any, outcome: Outcome, duration:
             error=error,
             delay=outcome.retry_delay,
         )
-    elif job_finished.has_listeners():
+    elif listened(job_finished, definition):
         _send(
             job_finished,
             "job_finished",

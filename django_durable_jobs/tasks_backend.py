@@ -350,7 +350,7 @@ def _runner(task: Any, alias: str) -> Callable[..., Any]:
 @receiver(signals.job_started, dispatch_uid="django_durable_jobs.tasks.started")
 def _send_task_started(sender: Any, context: Any, **kwargs: Any) -> None:
     task = _tasks.get(context.name)
-    if task is None or not task_started.has_listeners():
+    if task is None or not signals.listened(task_started, DurableJobsBackend):
         return
     result = _current_result(task, task.backend, context.job_id)
     task_started.send(DurableJobsBackend, task_result=result)
@@ -359,7 +359,7 @@ def _send_task_started(sender: Any, context: Any, **kwargs: Any) -> None:
 @receiver(signals.job_finished, dispatch_uid="django_durable_jobs.tasks.finished")
 def _send_task_finished(sender: Any, context: Any, status: str, **kwargs: Any) -> None:
     task = _tasks.get(context.name)
-    if task is None or not task_finished.has_listeners():
+    if task is None or not signals.listened(task_finished, DurableJobsBackend):
         return
     # The outcome is not written yet (the worker may batch it): apply it to the row's state.
     result = _current_result(task, task.backend, context.job_id)

@@ -57,6 +57,33 @@ def test_a_receiver_can_listen_to_one_job(received):
     assert seen == ["tests.testapp.jobs.add"]
 
 
+@pytest.mark.django_db
+def test_a_receiver_for_one_job_fires_with_no_other_receiver_connected():
+    # The sender-specific receiver is the only one: "are there listeners?" must count it.
+    seen = []
+
+    def only_add(sender, **kwargs):
+        seen.append((kwargs["signal"], sender))
+
+    names = ("job_enqueued", "job_started", "job_finished", "job_retrying")
+    for name in names:
+        getattr(signals, name).connect(only_add, sender=jobs.add)
+        getattr(signals, name).connect(only_add, sender=jobs.flaky)
+    try:
+        jobs.add.enqueue(1, 2)
+        jobs.noop.enqueue()
+        run_pending_jobs()
+    finally:
+        for name in names:
+            getattr(signals, name).disconnect(only_add, sender=jobs.add)
+            getattr(signals, name).disconnect(only_add, sender=jobs.flaky)
+    assert seen == [
+        (signals.job_enqueued, jobs.add),
+        (signals.job_started, jobs.add),
+        (signals.job_finished, jobs.add),
+    ]
+
+
 @pytest.mark.django_db(transaction=True, databases=["default", "other"])
 def test_enqueued_waits_for_the_insert_when_it_is_deferred(received, settings):
     # A transaction open on another alias: the insert (and the signal) wait for its commit.

@@ -197,21 +197,22 @@ def test_aenqueue_and_aget_result():
     assert async_to_sync(tasks.multiply.aget_result)(result.id).return_value == 42
 
 
-def test_django_task_signals_are_sent():
+@pytest.mark.parametrize("sender", [None, DurableJobsBackend], ids=["any", "our-backend"])
+def test_django_task_signals_are_sent(sender):
     seen = []
 
     def record(sender, task_result, signal, **kwargs):
         seen.append((signal, task_result.id, task_result.status))
 
     for signal in (task_enqueued, task_started, task_finished):
-        signal.connect(record)
+        signal.connect(record, sender=sender)
     try:
         ok = tasks.multiply.enqueue(1, 1)
         bad = tasks.cancels.enqueue()
         run_pending_jobs()
     finally:
         for signal in (task_enqueued, task_started, task_finished):
-            signal.disconnect(record)
+            signal.disconnect(record, sender=sender)
     assert (task_enqueued, ok.id, TaskResultStatus.READY) in seen
     assert (task_started, ok.id, TaskResultStatus.RUNNING) in seen
     assert (task_finished, ok.id, TaskResultStatus.SUCCESSFUL) in seen
