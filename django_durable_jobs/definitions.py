@@ -75,20 +75,19 @@ class JobDefinition(Generic[P, R]):
     #: After a successful call: ``(job, value) -> (value to store, follow-up jobs)``.
     #: Steps use it to hand their result to the next step.
     after: Callable[[Any, Any], tuple[Any, list[Any]]] | None = None
+    #: Whether ``func`` is a coroutine function, worked out once (the worker asks per run).
+    is_async: bool = dataclasses.field(init=False, default=False)
 
     def __post_init__(self) -> None:
         for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
             object.__setattr__(self, attribute, getattr(self.func, attribute, None))
         object.__setattr__(self, "__wrapped__", self.func)
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.func))
 
     @property
     def path(self) -> str:
         """Where the function lives: ``module.qualname``."""
         return f"{self.func.__module__}.{self.func.__qualname__}"
-
-    @property
-    def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)

@@ -88,13 +88,21 @@ class ClaimedJob:
 
     @property
     def meta_dict(self) -> dict[str, Any]:
+        """``meta`` as a dict ({} if it is not one), parsed once: a job reads it several times."""
         meta = self.meta
-        if isinstance(meta, str):
+        if type(meta) is dict:
+            return meta
+        if meta == "{}":
+            meta = {}
+        elif isinstance(meta, str | bytes):
             try:
                 meta = json.loads(meta)
             except ValueError:
-                return {}
-        return meta if isinstance(meta, dict) else {}
+                meta = {}
+        if not isinstance(meta, dict):
+            meta = {}
+        self.meta = meta
+        return meta
 
 
 @dataclasses.dataclass(slots=True)
