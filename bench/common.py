@@ -81,6 +81,11 @@ def venv_python(system: str) -> Path:
     return VENVS / SYSTEMS[system]["venv"] / "bin" / "python"
 
 
+def running_in(python: Path) -> bool:
+    """Is this process the virtualenv of ``python`` (not merely another venv, such as .venv)?"""
+    return Path(sys.prefix).resolve() == python.parent.parent.resolve()
+
+
 def ensure_venv(system: str) -> Path:
     """Create (or refresh, when its package list changed) the virtualenv of ``system``."""
     spec = SYSTEMS[system]

@@ -305,7 +305,7 @@ def main() -> int:
     smoke = "--smoke" in sys.argv[1:]
     n = int(os.environ.get("BENCH_PROFILE_JOBS", "1000" if smoke else "10000"))
     python = common.ensure_venv("durable_jobs")
-    if Path(sys.executable).resolve() != python.resolve() and sys.prefix == sys.base_prefix:
+    if not common.running_in(python):
         os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
     out = common.RESULTS / f"profile-{time.strftime('%Y%m%dT%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ def main() -> int:
     smoke = "--smoke" in sys.argv[1:]
     n = int(os.environ.get("BENCH_SOAK_JOBS", "5000" if smoke else "100000"))
     python = common.ensure_venv("durable_jobs")
-    if Path(sys.executable).resolve() != python.resolve() and sys.prefix == sys.base_prefix:
+    if not common.running_in(python):
         os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
     import psutil
     import psycopg
