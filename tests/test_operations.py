@@ -178,6 +178,57 @@ def test_a_cancelled_running_job_cannot_be_overwritten_by_its_late_report():
     assert job.result is None
 
 
+def _claimed(job: Job, token: int = 1) -> ClaimedJob:
+    return ClaimedJob(
+        id=job.id,
+        name=job.name,
+        queue=job.queue,
+        priority=0,
+        args=[],
+        kwargs={},
+        attempt=1,
+        max_attempts=5,
+        timeout=None,
+        lease_token=token,
+        meta={},
+        run_id=None,
+        unique_states=0,
+    )
+
+
+def test_one_statement_records_every_kind_of_outcome():
+    # Typed arrays, on PostgreSQL in binary: NULLs, non-ASCII text, an int delay beside
+    # a float one, and a stale lease token, all in one batch.
+    ok, failed, later, soon, stopped, stale = (
+        make_job(JobStatus.RUNNING, attempts=1) for _ in range(6)
+    )
+    error = {"outcome": "error", "message": "échec ✗", "attempt": 1}
+    before = timezone.now()
+    written = get_backend("default").record(
+        [
+            Outcome(_claimed(ok), JobStatus.SUCCESSFUL, result_json='{"n": "é"}'),
+            Outcome(_claimed(failed), JobStatus.FAILED, error=error),
+            Outcome(_claimed(later), JobStatus.READY, error=error, retry_delay=5),
+            Outcome(_claimed(soon), JobStatus.READY, retry_delay=0.5, uncount=True),
+            Outcome(_claimed(stopped), JobStatus.CANCELLED),
+            Outcome(_claimed(stale, token=2), JobStatus.SUCCESSFUL, result_json="1"),
+        ]
+    )
+    assert written == {ok.id, failed.id, later.id, soon.id, stopped.id}
+    ok, failed, later, soon, stopped, stale = map(
+        fresh, (ok, failed, later, soon, stopped, stale)
+    )
+    assert (ok.status, ok.result, ok.errors) == (JobStatus.SUCCESSFUL, {"n": "é"}, [])
+    assert (failed.status, failed.errors[-1]["message"]) == (JobStatus.FAILED, "échec ✗")
+    assert failed.finished_at is not None and later.finished_at is None
+    assert later.status == soon.status == JobStatus.READY
+    assert timedelta(seconds=4.5) < later.run_at - before < timedelta(seconds=60)
+    assert soon.run_at - before < timedelta(seconds=4.5)
+    assert (later.attempts, soon.attempts) == (1, 0)
+    assert stopped.status == JobStatus.CANCELLED and stopped.finished_at is not None
+    assert (stale.status, stale.result) == (JobStatus.RUNNING, None)
+
+
 def test_cancel_with_a_limit_counts_ready_and_running_together():
     make_jobs(3, JobStatus.READY)
     make_jobs(3, JobStatus.RUNNING)

@@ -14,6 +14,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from ..constants import STATUS_BITS, JobStatus
 from ..models import FINISHED_STATUSES, Job, QueueState, Worker
 
+_FINISHED = JobStatus.finished()
+
 JOB_TABLE = Job._meta.db_table
 QUEUE_TABLE = QueueState._meta.db_table
 WORKER_TABLE = Worker._meta.db_table
@@ -131,7 +133,7 @@ class Outcome:
 
     @property
     def is_final(self) -> bool:
-        return self.status in JobStatus.finished()
+        return self.status in _FINISHED
 
     @property
     def keeps_unique_key(self) -> bool:

@@ -188,8 +188,8 @@ UPDATE {JOB_TABLE} AS j SET
     lease_expires_at = NULL,
     unique_key = CASE WHEN v.keep_unique THEN j.unique_key ELSE NULL END
 FROM unnest(
-    %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::int[], %s::float8[],
-    %s::bool[], %s::bool[]
+    %b::bigint[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::int[], %b::float8[],
+    %b::bool[], %b::bool[]
 ) AS v(id, token, status, result, error, uncount, delay, final, keep_unique)
 WHERE j.id = v.id AND j.lease_token = v.token AND j.status = 'RUNNING'
 RETURNING j.id
@@ -382,24 +382,18 @@ class PostgreSQLBackend(Backend):
     def record(self, outcomes: list[Outcome]) -> set[int]:
         if not outcomes:
             return set()
-        columns: list[list[Any]] = [[] for _ in range(9)]
-        for outcome in outcomes:
-            for column, value in zip(
-                columns,
-                (
-                    outcome.job.id,
-                    outcome.job.lease_token,
-                    outcome.status,
-                    outcome.result_json,
-                    json.dumps(outcome.error, ensure_ascii=False) if outcome.error else None,
-                    1 if outcome.uncount else 0,
-                    outcome.retry_delay,
-                    outcome.is_final,
-                    outcome.keeps_unique_key,
-                ),
-                strict=True,
-            ):
-                column.append(value)
+        errors = [outcome.error for outcome in outcomes]
+        columns = [
+            [outcome.job.id for outcome in outcomes],
+            [outcome.job.lease_token for outcome in outcomes],
+            [outcome.status for outcome in outcomes],
+            [outcome.result_json for outcome in outcomes],
+            [json.dumps(error, ensure_ascii=False) if error else None for error in errors],
+            [1 if outcome.uncount else 0 for outcome in outcomes],
+            [float(outcome.retry_delay) for outcome in outcomes],  # binary float8: no ints
+            [outcome.is_final for outcome in outcomes],
+            [outcome.keeps_unique_key for outcome in outcomes],
+        ]
         return {row[0] for row in self._run(_RECORD_SQL, columns)}
 
     def renew_leases(
