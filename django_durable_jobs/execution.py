@@ -130,7 +130,7 @@ def _stored_result(
     job: ClaimedJob, value: Any, *, worker_id: uuid.UUID | None, started_at: str
 ) -> Outcome:
     try:
-        result_json = dumps(encode(value, "the return value"))
+        result_json = "null" if value is None else dumps(encode(value, "the return value"))
     except InvalidJobArguments as exc:
         message = f"The job ran, but its return value cannot be stored: {exc}"
         entry = _entry(job, worker_id, started_at, outcome=AttemptOutcome.ERROR, message=message)

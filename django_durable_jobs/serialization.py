@@ -210,10 +210,11 @@ def encode_payload(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], ma
 def load_payload(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
     """Decode stored arguments (JSON text or already-parsed values); raise ``DecodeError``."""
     try:
+        # Most jobs take no args or no kwargs: skip the parser for those.
         if isinstance(args, str | bytes):
-            args = json.loads(args)
+            args = [] if args == "[]" else json.loads(args)
         if isinstance(kwargs, str | bytes):
-            kwargs = json.loads(kwargs)
+            kwargs = {} if kwargs == "{}" else json.loads(kwargs)
     except ValueError as exc:
         raise DecodeError(f"stored arguments are not valid JSON: {exc}") from exc
     if not isinstance(args, list) or not isinstance(kwargs, dict):
