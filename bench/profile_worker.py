@@ -1,7 +1,7 @@
 """Where a worker's time goes: py-spy profiles of ``runworker`` draining no-op jobs.
 
-    python bench/profile_worker.py             # 10,000 jobs, default settings
-    python bench/profile_worker.py --smoke     # 1,000 jobs
+    python bench/profile_worker.py             # 50,000 jobs, default settings
+    python bench/profile_worker.py --smoke     # 2,000 jobs
     BENCH_DDJ_ARGS="--log-level WARNING" python bench/profile_worker.py   # a variant
 
 Runs on a private PostgreSQL server (fsync on). Three drains of the same backlog:
@@ -61,8 +61,10 @@ def _concurrency() -> int:
 class CpuMeter:
     """CPU seconds of the worker's threads and of the PostgreSQL processes, from /proc.
 
-    Threads are told apart by creation order (the worker starts its executors,
-    then the heartbeat, then the listener); the main thread is the claimer.
+    Threads are told apart by creation order, which ``Worker`` fixes: the main
+    thread (it only waits for the signal-safe body thread), the body thread (the
+    claimer), the completer, the executors, the watchdog, then the heartbeat and
+    listener threads (and the scheduler's, with periodic jobs).
     PostgreSQL processes are the postmaster's children except the poller's own.
     """
 
@@ -105,18 +107,20 @@ class CpuMeter:
 
     def delta(self, first: dict, last: dict) -> dict[str, float]:
         out: dict[str, float] = collections.defaultdict(float)
-        tids = sorted(last["threads"])
         main = self.worker.pid
-        others = [t for t in tids if t != main]
+        others = sorted(t for t in last["threads"] if t != main)
         concurrency = _concurrency()
-        names = {main: "worker: claimer (main thread)"}
+        order = [
+            "worker: claimer (body thread)",
+            "worker: completer thread (writes outcomes)",
+            *[f"worker: {concurrency} executor threads"] * concurrency,
+            "worker: watchdog thread",
+            "worker: heartbeat thread",
+            "worker: listener thread",
+        ]
+        names = {main: "worker: main thread (waits for the body)"}
         for i, tid in enumerate(others):
-            if i < concurrency:
-                names[tid] = f"worker: {concurrency} executor threads"
-            else:
-                names[tid] = ["worker: heartbeat thread", "worker: listener thread"][
-                    min(i - concurrency, 1)
-                ]
+            names[tid] = order[i] if i < len(order) else "worker: scheduler thread"
         for tid, cpu in last["threads"].items():
             out[names[tid]] += cpu - first["threads"].get(tid, 0.0)
         for pid, (kind, cpu) in last["pg"].items():
@@ -153,39 +157,44 @@ def drain(pg_url: str, n: int, out: Path, mode: str | None, before=None) -> dict
             stdout=worker_log,
             stderr=subprocess.STDOUT,
         )
-        meter = CpuMeter(proc.pid, conn)
-        spy = None
-        raw = out / f"pyspy-{mode}.txt"
-        if mode:
-            time.sleep(0.1)
-            py_spy = str(Path(sys.executable).parent / "py-spy")
-            options = ["--rate", str(RATE), "--nonblocking", "--threads", "--format", "raw"]
-            if mode == "wall":
-                options.append("--idle")
-            with open(out / f"pyspy-{mode}.err", "w") as err:
-                spy = subprocess.Popen(
-                    [py_spy, "record", "--pid", str(proc.pid), *options, "-o", str(raw)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                )
-        t_first = t_end = first = None
-        last = meter.snapshot()
-        while True:
-            left = conn.execute(
-                f"SELECT count(*) FROM {JOB_TABLE} WHERE status IN ('READY','RUNNING')"
-            ).fetchone()[0]
-            now = time.perf_counter()
-            snap = meter.snapshot()
-            if t_first is None and left < n:
-                t_first, first, busy0 = now, last, _busy()
-            if snap["threads"]:
-                last = snap
-            if left == 0:
-                t_end, busy1 = now, _busy()
-                break
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
+        try:
+            meter = CpuMeter(proc.pid, conn)
+            spy = None
+            raw = out / f"pyspy-{mode}.txt"
+            if mode:
+                time.sleep(0.1)
+                py_spy = str(Path(sys.executable).parent / "py-spy")
+                options = ["--rate", str(RATE), "--nonblocking", "--threads", "--format", "raw"]
+                if mode == "wall":
+                    options.append("--idle")
+                with open(out / f"pyspy-{mode}.err", "w") as err:
+                    spy = subprocess.Popen(
+                        [py_spy, "record", "--pid", str(proc.pid), *options, "-o", str(raw)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=err,
+                    )
+            t_first = t_end = first = None
+            last = meter.snapshot()
+            while True:
+                left = conn.execute(
+                    f"SELECT count(*) FROM {JOB_TABLE} WHERE status IN ('READY','RUNNING')"
+                ).fetchone()[0]
+                now = time.perf_counter()
+                snap = meter.snapshot()
+                if t_first is None and left < n:
+                    t_first, first, busy0 = now, last, _busy()
+                if snap["threads"]:
+                    last = snap
+                if left == 0:
+                    t_end, busy1 = now, _busy()
+                    break
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        except BaseException:
+            proc.kill()  # never leave a worker behind: it would drain the next run's jobs
+            proc.wait()
+            raise
         proc.terminate()
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = status
@@ -303,7 +312,7 @@ def transactions_per_job(pg_url: str, n: int, out: Path) -> dict:
 
 def main() -> int:
     smoke = "--smoke" in sys.argv[1:]
-    n = int(os.environ.get("BENCH_PROFILE_JOBS", "1000" if smoke else "10000"))
+    n = int(os.environ.get("BENCH_PROFILE_JOBS", "2000" if smoke else "50000"))
     python = common.ensure_venv("durable_jobs")
     if not common.running_in(python):
         os.execv(str(python), [str(python), __file__, *sys.argv[1:]])

@@ -58,13 +58,10 @@ def _db_part(sub) -> str:
 
 def classify(frames: list[tuple[str, str]]) -> tuple[str, str]:
     """(role of the thread, category) of one stack sample."""
-    worker = "django_durable_jobs/worker.py"
-    if _has(frames, "_executor_loop", worker):
+    worker, pool = "django_durable_jobs/worker.py", "django_durable_jobs/pool.py"
+    completer = "django_durable_jobs/completer.py"
+    if _has(frames, "_thread_main", pool):
         role = "executor"
-        if _has(frames, "_log_outcome", worker):
-            return role, "logging the outcome (INFO line per job)"
-        if _has(frames, "_record", worker):
-            return role, "record outcome: " + _db_part(_below(frames, "_record", worker))
         if _has(frames, "execute", "django_durable_jobs/execution.py"):
             sub = _below(frames, "execute", "execution.py")
             if _has(sub, "_call", "execution.py"):
@@ -75,31 +72,48 @@ def classify(frames: list[tuple[str, str]]) -> tuple[str, str]:
                 return role, "execute: decode arguments"
             if any("django/utils/timezone" in p for _, p in sub):
                 return role, "execute: timestamps"
-            return role, "execute: other (context, registry)"
+            return role, "execute: other (context, registry, signals)"
+        if _has(frames, "log_outcome"):
+            return role, "logging the outcome (atomic jobs)"
+        if _has(frames, "submit", completer):
+            return role, "handing the outcome to the completer"
         if _has(frames, "tidy_connections"):
             return role, "connection tidy between jobs"
-        if _has(frames, "_finish", worker):
+        if _has(frames, "_free", pool) or _has(frames, "_leave", pool):
             return role, "bookkeeping (lock, counters, wake)"
-        if _has(frames, "get", "queue.py") or _below(frames, "_executor_loop", worker) == []:
+        if _has(frames, "get", "queue.py") or _below(frames, "_thread_main", pool) == []:
             return role, "waiting for a job (inbox)"
-        if _has(frames, "_run", worker):
-            return role, "run: other"
         return role, "executor: other"
+    if _has(frames, "_run", completer):
+        role = "completer"
+        if _has(frames, "log_outcome"):
+            return role, "logging the outcomes (INFO line per job)"
+        if _has(frames, "record", "db/postgresql.py"):
+            return role, "record outcomes: " + _db_part(
+                _below(frames, "record", "db/postgresql.py")
+            )
+        if _has(frames, "get", "queue.py"):
+            return role, "waiting for outcomes"
+        return role, "completer: other (bookkeeping, wake-ups)"
     if _has(frames, "_claim_loop", worker):
         role = "claimer"
         if _has(frames, "claim", "db/postgresql.py"):
             return role, "claim: " + _db_part(_below(frames, "claim", "db/postgresql.py"))
-        if _has(frames, "_dispatch", worker):
+        if _has(frames, "submit", pool):
             return role, "dispatch (inbox put)"
         if _has(frames, "wait", "threading.py"):
             return role, "waiting for a free slot / wake-up"
         return role, "claim loop: other"
+    if _has(frames, "_watch", pool):
+        return "watchdog", "timeout checks"
     if _has(frames, "_heartbeat_loop", worker):
         return "heartbeat", "heartbeat and maintenance"
     if _has(frames, "_listen_loop", worker):
         return "listener", "LISTEN connection"
-    if _has(frames, "_shutdown", worker) or _has(frames, "_release_leftovers", worker):
+    if _has(frames, "_shutdown", worker):
         return "claimer", "shutdown"
+    if _has(frames, "run", worker) and _has(frames, "join", "threading.py"):
+        return "main", "waiting for the body thread"
     return "startup/other", "start-up (Django setup, checks, registration) and other"
 
 

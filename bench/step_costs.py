@@ -74,6 +74,14 @@ def step_costs(pg_url: str, db: str) -> list[tuple[str, float, float, int]]:
     one = timed("claim, 1 job per statement", k, lambda: claim(1, k))
     eight = timed("claim, 8 jobs per statement", k, lambda: claim(8, k // 8))
     hundred = timed("claim, 100 jobs per statement", k, lambda: claim(100, k // 100))
+    if not len(one) == len(eight) == len(hundred) == k:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT status, count(*) FROM {JOB_TABLE} GROUP BY 1")
+            counts = dict(cursor.fetchall())
+        raise RuntimeError(
+            f"claims returned {len(one)}, {len(eight)}, {len(hundred)} jobs, not {k} each; "
+            f"job table: {counts}"
+        )
     outcomes = timed(
         "execute() a no-op job (lookup, decode, context, result)", k, lambda: run_all(one)
     )
