@@ -215,17 +215,17 @@ def test_one_statement_records_every_kind_of_outcome():
         ]
     )
     assert written == {ok.id, failed.id, later.id, soon.id, stopped.id}
-    ok, failed, later, soon, stopped, stale = map(
-        fresh, (ok, failed, later, soon, stopped, stale)
-    )
+    ok, failed, later, soon, stopped, stale = map(fresh, (ok, failed, later, soon, stopped, stale))
     assert (ok.status, ok.result, ok.errors) == (JobStatus.SUCCESSFUL, {"n": "é"}, [])
     assert (failed.status, failed.errors[-1]["message"]) == (JobStatus.FAILED, "échec ✗")
-    assert failed.finished_at is not None and later.finished_at is None
+    assert failed.finished_at is not None
+    assert later.finished_at is None
     assert later.status == soon.status == JobStatus.READY
     assert timedelta(seconds=4.5) < later.run_at - before < timedelta(seconds=60)
     assert soon.run_at - before < timedelta(seconds=4.5)
     assert (later.attempts, soon.attempts) == (1, 0)
-    assert stopped.status == JobStatus.CANCELLED and stopped.finished_at is not None
+    assert stopped.status == JobStatus.CANCELLED
+    assert stopped.finished_at is not None
     assert (stale.status, stale.result) == (JobStatus.RUNNING, None)
 
 
