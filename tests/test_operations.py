@@ -153,31 +153,6 @@ def test_cancel_ready_and_running_jobs():
     assert running.errors[-1]["by"] == "bob"
 
 
-def test_a_cancelled_running_job_cannot_be_overwritten_by_its_late_report():
-    job = make_job(JobStatus.RUNNING, lease_token=7)
-    operations.cancel([job.id])
-    claimed = ClaimedJob(
-        id=job.id,
-        name=job.name,
-        queue=job.queue,
-        priority=0,
-        args=[],
-        kwargs={},
-        attempt=1,
-        max_attempts=5,
-        timeout=None,
-        lease_token=7,
-        meta={},
-        run_id=None,
-        unique_states=0,
-    )
-    written = get_backend("default").record([Outcome(claimed, JobStatus.SUCCESSFUL, "42")])
-    assert written == set()
-    job = fresh(job)
-    assert job.status == JobStatus.CANCELLED
-    assert job.result is None
-
-
 def _claimed(job: Job, token: int = 1) -> ClaimedJob:
     return ClaimedJob(
         id=job.id,
@@ -194,6 +169,17 @@ def _claimed(job: Job, token: int = 1) -> ClaimedJob:
         run_id=None,
         unique_states=0,
     )
+
+
+def test_a_cancelled_running_job_cannot_be_overwritten_by_its_late_report():
+    job = make_job(JobStatus.RUNNING, lease_token=7)
+    operations.cancel([job.id])
+    claimed = _claimed(job, token=7)
+    written = get_backend("default").record([Outcome(claimed, JobStatus.SUCCESSFUL, "42")])
+    assert written == set()
+    job = fresh(job)
+    assert job.status == JobStatus.CANCELLED
+    assert job.result is None
 
 
 def test_one_statement_records_every_kind_of_outcome():

@@ -92,11 +92,7 @@ class ClaimedJob:
     def meta_dict(self) -> dict[str, Any]:
         """``meta`` as a dict ({} if it is not one), parsed once: a job reads it several times."""
         meta = self.meta
-        if type(meta) is dict:
-            return meta
-        if meta == "{}":
-            meta = {}
-        elif isinstance(meta, str | bytes):
+        if isinstance(meta, str | bytes):
             try:
                 meta = json.loads(meta)
             except ValueError:
