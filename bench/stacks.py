@@ -58,16 +58,19 @@ def _db_part(sub) -> str:
 
 def classify(frames: list[tuple[str, str]]) -> tuple[str, str]:
     """(role of the thread, category) of one stack sample."""
-    worker, pool = "django_durable_jobs/worker.py", "django_durable_jobs/pool.py"
-    completer = "django_durable_jobs/completer.py"
+    worker, pool = "django_durable_jobs/worker/process.py", "django_durable_jobs/worker/pool.py"
+    completer = "django_durable_jobs/worker/completer.py"
+    execution = "django_durable_jobs/worker/execution.py"
     if _has(frames, "_thread_main", pool):
         role = "executor"
-        if _has(frames, "execute", "django_durable_jobs/execution.py"):
+        if _has(frames, "execute", execution):
             sub = _below(frames, "execute", "execution.py")
             if _has(sub, "_call", "execution.py"):
                 return role, "execute: the job's own call"
-            if _has(sub, "_success_outcome", "execution.py"):
+            if _has(sub, "succeeded", "outcomes.py"):
                 return role, "execute: encode result"
+            if _has(sub, "discard_leaked_transactions"):
+                return role, "execute: leaked-transaction check"
             if _has(sub, "load_payload"):
                 return role, "execute: decode arguments"
             if any("django/utils/timezone" in p for _, p in sub):
@@ -104,11 +107,11 @@ def classify(frames: list[tuple[str, str]]) -> tuple[str, str]:
         if _has(frames, "wait", "threading.py"):
             return role, "waiting for a free slot / wake-up"
         return role, "claim loop: other"
-    if _has(frames, "_watch", pool):
-        return "watchdog", "timeout checks"
-    if _has(frames, "_heartbeat_loop", worker):
+    if _has(frames, "_run", "django_durable_jobs/worker/watchdog.py"):
+        return "watchdog", "timeout checks, start marks"
+    if _has(frames, "run", "django_durable_jobs/worker/heartbeat.py"):
         return "heartbeat", "heartbeat and maintenance"
-    if _has(frames, "_listen_loop", worker):
+    if _has(frames, "run", "django_durable_jobs/worker/listener.py"):
         return "listener", "LISTEN connection"
     if _has(frames, "_shutdown", worker):
         return "claimer", "shutdown"

@@ -31,9 +31,9 @@ def step_costs(pg_url: str, db: str) -> list[tuple[str, float, float, int]]:
 
     from django_durable_jobs.connections import tidy_connections
     from django_durable_jobs.db import get_backend
-    from django_durable_jobs.execution import execute
-    from django_durable_jobs.recorder import log_outcome
     from django_durable_jobs.worker import Worker
+    from django_durable_jobs.worker.execution import execute
+    from django_durable_jobs.worker.recorder import log_outcome
 
     # The log line runworker writes per job, to /dev/null, formatted as runworker does.
     package_logger = logging.getLogger("django_durable_jobs")
@@ -68,7 +68,10 @@ def step_costs(pg_url: str, db: str) -> list[tuple[str, float, float, int]]:
             backend.record(outcomes[i : i + size])
 
     def run_all(jobs: list) -> list:
-        return [execute(job, backend=backend, worker_id=worker.id)[0] for job in jobs]
+        return [
+            execute(job, backend=backend, recorder=worker.recorder, worker_id=worker.id)[0]
+            for job in jobs
+        ]
 
     k = 2000
     one = timed("claim, 1 job per statement", k, lambda: claim(1, k))
@@ -88,7 +91,7 @@ def step_costs(pg_url: str, db: str) -> list[tuple[str, float, float, int]]:
     package_logger.setLevel("DEBUG")
 
     def log_all() -> list:
-        return [log_outcome(outcome, 0.001) for outcome in outcomes]
+        return [log_outcome(outcome) for outcome in outcomes]
 
     timed("log a success line per job (DEBUG)", k, log_all)
     package_logger.setLevel("INFO")

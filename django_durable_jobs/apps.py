@@ -13,7 +13,12 @@ class DurableJobsConfig(AppConfig):
     def ready(self) -> None:
         from django.utils.module_loading import autodiscover_modules
 
-        from . import checks  # noqa: F401 - registers the system checks
+        from . import (
+            checks,  # noqa: F401 - registers the system checks
+            inline,
+        )
+
+        inline.install()  # immediate mode, if the settings ask for it
 
         # Import <app>.jobs for every installed app, so every @job is registered
         # before a worker looks a name up.

@@ -18,6 +18,22 @@ logger = logging.getLogger("django_durable_jobs.worker")
 
 #: Errors that mean "the database could not be reached", not "the query was wrong".
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
+#: psycopg's ``TransactionStatus.IDLE``: connected, outside any transaction.
+_PG_IDLE = 0
+
+
+class Backoff:
+    """Exponential delays for retry loops: ``first`` seconds doubling up to ``cap``."""
+
+    def __init__(self, first: float = 0.5, cap: float = 15.0) -> None:
+        self.first, self.cap, self.current = first, cap, first
+
+    def next(self) -> float:
+        delay, self.current = self.current, min(self.current * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.first
 
 
 def tidy_connections() -> None:
@@ -38,6 +54,65 @@ def tidy_connections() -> None:
                 _close(connection)
         # Never expire by age: the worker owns the connection's lifetime.
         connection.close_at = None
+
+
+class _LeftOpen(Exception):
+    """Handed to the ``__exit__`` of atomic blocks a job left open, so they roll back."""
+
+
+def transaction_depths() -> dict[str, int]:
+    """How many atomic blocks are open on each of this thread's connections (before a job)."""
+    return {
+        connection.alias: len(connection.atomic_blocks)
+        for connection in connections.all(initialized_only=True)
+        if connection.atomic_blocks
+    }
+
+
+def _driver_in_transaction(connection) -> bool:
+    """A transaction Django knows nothing of (a raw ``BEGIN``), or autocommit switched off."""
+    raw = connection.connection
+    if raw is None:
+        return False
+    if connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]:
+        return True
+    if connection.vendor == "sqlite":
+        return bool(raw.in_transaction)
+    if connection.vendor == "postgresql":
+        return raw.info.transaction_status != _PG_IDLE
+    return False
+
+
+def discard_leaked_transactions(before: dict[str, int] | None = None) -> list[str]:
+    """Roll back what a job left open on this thread's connections; the aliases it affected.
+
+    ``before`` is ``transaction_depths()`` from before the job: blocks that were
+    open then (a test's transaction, around immediate mode) are not the job's.
+    Called as each job returns, before its outcome is written: on SQLite an
+    open transaction holds the database's only write lock, and nothing else
+    (the outcome, heartbeats, other processes' enqueues) could be written until
+    it ended. Atomic blocks are exited as if they raised (rolling back to
+    their savepoints, or the whole transaction); a raw transaction is ended by
+    closing the connection, which rolls it back on the server.
+    """
+    before = before or {}
+    leaked: list[str] = []
+    for connection in connections.all(initialized_only=True):
+        base = before.get(connection.alias, 0)
+        if len(connection.atomic_blocks) > base:
+            leaked.append(connection.alias)
+            try:
+                for block in reversed(connection.atomic_blocks[base:]):
+                    block.__exit__(_LeftOpen, _LeftOpen(), None)
+            except Exception:
+                logger.warning("rolling back a transaction left open failed", exc_info=True)
+                _close(connection)
+                continue
+        if not base and _driver_in_transaction(connection):
+            if connection.alias not in leaked:
+                leaked.append(connection.alias)
+            _close(connection)
+    return leaked
 
 
 def close_connection(alias: str) -> None:

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from . import followups, registry
+from . import meta as job_meta
+from . import registry
 from .conf import app_settings
-from .enqueue import PreparedJob, enqueue_prepared
+from .enqueue import enqueue_prepared
 from .exceptions import InvalidJobDefinition, InvalidJobOptions
 from .retry import RetryPolicy, as_policy
+from .rows import PreparedJob
 from .serialization import dumps, encode_payload
 from .uniqueness import Unique, as_unique, check_concurrency, concurrency_key, unique_key
 from .validation import (
@@ -177,7 +179,7 @@ class JobDefinition(Generic[P, R]):
             states = unique.bitmask()
         key = concurrency_key(self.concurrency_key, args, kwargs)
         if self.then:
-            meta[followups.THEN] = [followups.serialize(item) for item in self.then]
+            meta[job_meta.THEN] = [job_meta.serialize(item) for item in self.then]
         return PreparedJob(
             name=self.name,
             queue=queue,
@@ -192,7 +194,7 @@ class JobDefinition(Generic[P, R]):
             unique_states=states,
             concurrency_key=key,
             concurrency_limit=self.concurrency_limit if key is not None else None,
-            meta_json=followups.meta_json(meta) if meta else "{}",
+            meta_json=job_meta.meta_json(meta) if meta else "{}",
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:

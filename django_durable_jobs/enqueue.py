@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import connections, transaction
@@ -22,29 +21,14 @@ from django.db import connections, transaction
 from .conf import app_settings
 from .exceptions import DurableJobsError
 from .handle import JobHandle
+from .meta import with_meta
+from .rows import PreparedJob
 
-
-@dataclasses.dataclass(slots=True)
-class PreparedJob:
-    """A validated, encoded job row that has not been written yet."""
-
-    name: str
-    queue: str
-    priority: int
-    args_json: str
-    kwargs_json: str
-    max_attempts: int
-    timeout: float | None
-    run_at: datetime | None = None
-    delay: float | None = None
-    unique_key: str | None = None
-    unique_states: int = 0
-    concurrency_key: str | None = None
-    concurrency_limit: int | None = None
-    run_id: uuid.UUID | None = None
-    parent_id: int | None = None
-    waiting_for: int = 0
-    meta_json: str = "{}"
+#: What runs jobs once they are written: None leaves them to the workers. Immediate
+#: mode (``DURABLE_JOBS["IMMEDIATE"]``) installs ``inline.run_after_commit`` here
+#: whenever the settings change (see ``inline.install``), so enqueueing never asks
+#: which mode is on.
+after_write: Callable[[list[int], str], None] | None = None
 
 
 def _open_transaction_elsewhere(alias: str) -> str | None:
@@ -128,10 +112,11 @@ def _insert_resolving_keys(
 
 
 def _written(prepared: list[PreparedJob], handles: list[JobHandle[Any]], alias: str) -> None:
-    """What follows the insert: the ``job_enqueued`` signal, and immediate mode's run."""
+    """What follows the insert: the ``job_enqueued`` signal, and the ``after_write`` hook."""
     from . import signals
 
-    if not (app_settings.IMMEDIATE or signals.job_enqueued.receivers):
+    hook = after_write
+    if hook is None and not signals.job_enqueued.receivers:
         return
     new = [
         (handle, job)
@@ -139,10 +124,8 @@ def _written(prepared: list[PreparedJob], handles: list[JobHandle[Any]], alias: 
         if not handle.deduplicated
     ]
     signals.send_enqueued([handle for handle, _ in new], [job.queue for _, job in new])
-    if app_settings.IMMEDIATE:
-        from .inline import run_after_commit
-
-        run_after_commit([handle.id for handle, _ in new if handle.id is not None], alias)
+    if hook is not None:
+        hook([handle.id for handle, _ in new if handle.id is not None], alias)
 
 
 def enqueue_prepared(prepared: list[PreparedJob]) -> list[JobHandle[Any]]:
@@ -202,7 +185,7 @@ def group(jobs: Iterable[PreparedJob], *, then: PreparedJob) -> GroupHandle:
                 dataclasses.replace(
                     job,
                     run_id=run_id,
-                    meta_json=_with_meta(job.meta_json, {"callback": callback_handle.id}),
+                    meta_json=with_meta(job.meta_json, {"callback": callback_handle.id}),
                 )
                 for job in members
             ]
@@ -216,12 +199,6 @@ def group(jobs: Iterable[PreparedJob], *, then: PreparedJob) -> GroupHandle:
     else:
         transaction.on_commit(write, using=other, robust=False)
     return GroupHandle(run_id, handles, callback_handle)
-
-
-def _with_meta(meta_json: str, extra: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps({**json.loads(meta_json), **extra}, separators=(",", ":"))
 
 
 def enqueue_many(jobs: Iterable[PreparedJob]) -> list[JobHandle[Any]]:

@@ -2,8 +2,10 @@
 
 Immediate mode (``DURABLE_JOBS["IMMEDIATE"]``) and ``testing.run_pending_jobs()``
 use this module: a job run here gets the same attempt counting, retry policy,
-``Retry``/``Cancel`` handling, atomic bodies, fenced outcome writes and signals
-as on a worker. There is no worker row and no heartbeat: this is for tests and
+``Retry``/``Cancel`` handling, timeouts, atomic bodies, fenced outcome writes,
+follow-ups (chained jobs, the next step of a run, group callbacks) and signals
+as on a worker, because it goes through the same ``execute`` and the same
+``Recorder``. There is no worker row and no heartbeat: this is for tests and
 scripts, not for production traffic.
 """
 
@@ -15,14 +17,18 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+from django.core.signals import setting_changed
 from django.db import connections, transaction
 from django.utils import timezone
 
+from . import enqueue
 from .conf import app_settings
 from .constants import STATUS_BITS, JobStatus
-from .db import ClaimedJob, Outcome, get_backend
-from .execution import execute
+from .db import get_backend
 from .models import Job
+from .rows import ClaimedJob, Outcome
+from .worker.execution import execute
+from .worker.recorder import Recorder, Written
 
 _CLAIM_FIELDS = (
     "id",
@@ -81,7 +87,7 @@ def claim_one(job_id: int, alias: str, worker_id: uuid.UUID) -> ClaimedJob | Non
     changes: dict[str, Any] = {
         "status": JobStatus.RUNNING,
         "attempts": row["attempts"] + 1,
-        "started_at": now,
+        "started_at": None,
         "finished_at": None,
         "worker_id": worker_id,
         "lease_token": row["lease_token"] + 1,
@@ -105,24 +111,38 @@ def claim_one(job_id: int, alias: str, worker_id: uuid.UUID) -> ClaimedJob | Non
     )
 
 
-def run_claimed(job: ClaimedJob, alias: str, worker_id: uuid.UUID) -> Outcome:
-    """Execute one claimed job and record its outcome, as a worker's executor does."""
+def run_claimed(job: ClaimedJob, alias: str, worker_id: uuid.UUID) -> tuple[Outcome, Written]:
+    """Execute one claimed job here, write its outcome and what follows it, send its signals.
+
+    The write is one attempt (no retry through outages, unlike a worker's): an
+    error reaches the caller.
+    """
     backend = get_backend(alias)
-    outcome, recorded = execute(job, backend=backend, worker_id=worker_id)
-    if not recorded:
-        backend.record([outcome])
-    return outcome
+    recorder = Recorder(backend, worker_id=worker_id)
+    outcome, written = execute(
+        job, backend=backend, recorder=recorder, worker_id=worker_id, enforce_timeout=True
+    )
+    if written is None:
+        written = recorder.write([outcome])
+    recorder.announce([outcome], written)
+    return outcome, written
 
 
 def run_jobs_now(job_ids: Iterable[int], alias: str | None = None) -> RunReport:
-    """Run each job until it is finished: retries run at once, without their delays."""
+    """Run each job until it is finished, and then what it started, the same way.
+
+    Retries run at once, without their delays; so do follow-ups due later.
+    """
     alias = alias or app_settings.DATABASE
     report = RunReport()
     worker_id = uuid.uuid4()
-    for job_id in job_ids:
+    pending = list(job_ids)
+    while pending:
+        job_id = pending.pop(0)
         while (claimed := claim_one(job_id, alias, worker_id)) is not None:
-            outcome = run_claimed(claimed, alias, worker_id)
+            outcome, written = run_claimed(claimed, alias, worker_id)
             report.add(outcome)
+            pending += written.made_ready
             if outcome.status != JobStatus.READY:
                 break
     return report
@@ -146,3 +166,16 @@ def run_after_commit(job_ids: list[int], alias: str) -> None:
         transaction.on_commit(lambda: run_jobs_now(job_ids, alias), using=alias, robust=False)
     else:
         run_jobs_now(job_ids, alias)
+
+
+def install() -> None:
+    """Point enqueue's ``after_write`` hook at immediate mode, or at nothing, per the settings."""
+    enqueue.after_write = run_after_commit if app_settings.IMMEDIATE else None
+
+
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DURABLE_JOBS":
+        install()
+
+
+setting_changed.connect(_settings_changed, dispatch_uid="django_durable_jobs.inline")

@@ -14,13 +14,17 @@ a function that is not registered), so a receiver can listen to one job:
   this attempt. ``outcome`` is ``"success"`` or why the attempt ended (an
   ``AttemptOutcome`` value); ``duration`` is the attempt's seconds.
 * ``job_retrying(sender, context, outcome, duration, error, delay)``: the attempt
-  failed (or raised ``Retry``) and another one runs after ``delay`` seconds.
+  failed (or raised ``Retry``), or was interrupted (``outcome="interrupted"``:
+  shutdown, a database outage), and another one runs after ``delay`` seconds.
 
-Each attempt that starts ends in exactly one of ``job_finished`` and
-``job_retrying``. Receivers run in the worker's executor thread, inside the
-attempt's time. A receiver that raises is logged (logger
-``django_durable_jobs.signals``) and ignored: it never fails the job, loses its
-outcome or stops the worker.
+Both end signals are sent after the outcome is written, and only if it was
+(a worker whose lease was taken over sends nothing). Each attempt that starts
+ends in exactly one of them, unless its worker process dies (then nothing
+is sent: the rescue happens elsewhere). Receivers run in the thread that ran
+the job (a timed-out job's: the watchdog's), after the attempt; for an
+attempt that raised, the exception is current (``sys.exc_info()``). A
+receiver that raises is logged (logger ``django_durable_jobs.signals``) and
+ignored: it never fails the job, changes its outcome or stops the worker.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from .constants import JobStatus
 
 if TYPE_CHECKING:
     from .context import JobContext
-    from .db import Outcome
     from .handle import JobHandle
+    from .rows import Outcome
 
 logger = logging.getLogger("django_durable_jobs.signals")
 
@@ -88,34 +92,56 @@ def send_started(context: JobContext, definition: Any) -> None:
         _send(job_started, "job_started", definition, context=context)
 
 
-def send_ended(context: JobContext, definition: Any, outcome: Outcome, duration: float) -> None:
-    """``job_finished`` or ``job_retrying``, whichever the attempt's outcome is."""
-    error = outcome.error
-    kind = SUCCESS
-    if outcome.status != JobStatus.SUCCESSFUL and error:
-        kind = error.get("outcome", SUCCESS)
-    if outcome.status == JobStatus.READY:
-        if outcome.uncount or not listened(job_retrying, definition):
-            return  # released at shutdown: not an attempt that ended
+def ended_listened(outcome: Outcome) -> bool:
+    """Is a receiver connected for the end signal this outcome will send?"""
+    definition = _definition(outcome.job.name)
+    signal = job_finished if outcome.is_final else job_retrying
+    return listened(signal, definition)
+
+
+def send_ended(outcome: Outcome) -> None:
+    """``job_finished`` or ``job_retrying`` for a written outcome of an attempt that started.
+
+    Sent after the outcome's write. For an attempt that raised, the exception
+    is re-raised around the send, so receivers (Django's ``task_finished``
+    logging among them) find it in ``sys.exc_info()``.
+    """
+    definition = _definition(outcome.job.name)
+    signal = job_finished if outcome.is_final else job_retrying
+    if not listened(signal, definition):
+        return
+    cause = outcome.cause
+    if cause is None:
+        _send_ended(signal, definition, outcome)
+        return
+    try:
+        raise cause
+    except BaseException:
+        _send_ended(signal, definition, outcome)
+
+
+def _send_ended(signal: Signal, definition: Any, outcome: Outcome) -> None:
+    duration = outcome.duration or 0.0
+    if signal is job_retrying:
         _send(
             job_retrying,
             "job_retrying",
             definition,
-            context=context,
-            outcome=kind,
+            context=outcome.context,
+            outcome=outcome.kind,
             duration=duration,
-            error=error,
+            error=outcome.error,
             delay=outcome.retry_delay,
         )
-    elif listened(job_finished, definition):
+    else:
         _send(
             job_finished,
             "job_finished",
             definition,
-            context=context,
+            context=outcome.context,
             status=JobStatus(outcome.status),
-            outcome=kind,
+            outcome=outcome.kind,
             duration=duration,
-            error=error,
+            error=outcome.error,
             result_json=outcome.result_json,
         )

@@ -37,8 +37,8 @@ from . import registry
 from .constants import JobStatus
 from .definitions import DEFAULT, JobDefinition
 from .exceptions import InvalidJobDefinition, InvalidJobOptions
-from .followups import meta_json
 from .handle import JobHandle
+from .meta import meta_json
 from .retry import RetryPolicy, as_policy
 from .validation import (
     check_delay,

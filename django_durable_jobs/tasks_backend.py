@@ -16,9 +16,9 @@ transactional enqueue, retries with backoff, leases and rescue, the admin and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -27,8 +27,6 @@ import django
 from asgiref.sync import sync_to_async
 from django.core import checks
 from django.db import transaction
-from django.dispatch import receiver
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
 
@@ -153,6 +151,14 @@ class DurableJobsBackend(BaseTaskBackend):
         )
         registry.register(definition)
         _tasks[name], _owners[name] = task, (self.alias, self.job_options)
+        # Django's task signals, sent from ours for this job only: a receiver for every
+        # job would make each job of the project wait for its outcome's write.
+        signals.job_started.connect(
+            _send_task_started, sender=definition, weak=False, dispatch_uid=f"ddj-tasks:{name}"
+        )
+        signals.job_finished.connect(
+            _send_task_finished, sender=definition, weak=False, dispatch_uid=f"ddj-tasks:{name}"
+        )
         return definition
 
     # -- enqueue ---------------------------------------------------------------
@@ -177,7 +183,7 @@ class DurableJobsBackend(BaseTaskBackend):
         (handle,) = enqueue_prepared([prepared])
         result: TaskResult[Any, Any] = TaskResult(
             task=task,
-            id=str(handle.id) if handle.id is not None else "",
+            id="",
             status=TaskResultStatus.READY,
             enqueued_at=None,
             started_at=None,
@@ -191,14 +197,16 @@ class DurableJobsBackend(BaseTaskBackend):
         )
 
         def written() -> None:
-            object.__setattr__(result, "id", str(handle.id))
-            object.__setattr__(result, "enqueued_at", timezone.now())
+            # The stored row's values (its enqueued_at, and in immediate mode its
+            # outcome): ``result == backend.get_result(result.id)`` from the start.
+            row = Job.objects.using(app_settings.DATABASE).get(id=handle.id)
+            stored = to_task_result(row, task, self.alias)
+            for field in dataclasses.fields(stored):  # the return value too
+                object.__setattr__(result, field.name, getattr(stored, field.name))
             task_enqueued.send(type(self), task_result=result)
 
         if deferred_on is None:
             written()
-            if app_settings.IMMEDIATE:
-                result.refresh()  # immediate mode may have run it already: show that
         else:
             transaction.on_commit(written, using=deferred_on)
         return result
@@ -347,7 +355,6 @@ def _runner(task: Any, alias: str) -> Callable[..., Any]:
 
 
 # -- Django's task signals, sent from ours for the jobs that are Django tasks --------------
-@receiver(signals.job_started, dispatch_uid="django_durable_jobs.tasks.started")
 def _send_task_started(sender: Any, context: Any, **kwargs: Any) -> None:
     task = _tasks.get(context.name)
     if task is None or not signals.listened(task_started, DurableJobsBackend):
@@ -356,26 +363,14 @@ def _send_task_started(sender: Any, context: Any, **kwargs: Any) -> None:
     task_started.send(DurableJobsBackend, task_result=result)
 
 
-@receiver(signals.job_finished, dispatch_uid="django_durable_jobs.tasks.finished")
-def _send_task_finished(sender: Any, context: Any, status: str, **kwargs: Any) -> None:
+def _send_task_finished(sender: Any, context: Any, **kwargs: Any) -> None:
+    """Sent after the outcome's write (the row is final), inside the exception handler."""
     task = _tasks.get(context.name)
     if task is None or not signals.listened(task_finished, DurableJobsBackend):
         return
-    # The outcome is not written yet (the worker may batch it): apply it to the row's state.
-    result = _current_result(task, task.backend, context.job_id)
-    object.__setattr__(result, "status", STATUS_MAP[status])
-    object.__setattr__(result, "finished_at", timezone.now())
-    error = kwargs.get("error")
-    if error:
-        result.errors.append(
-            TaskError(
-                exception_class_path=error.get("exception_class") or FALLBACK_EXCEPTION,
-                traceback=error.get("traceback") or error.get("message") or "",
-            )
-        )
-    if status == JobStatus.SUCCESSFUL and kwargs.get("result_json") is not None:
-        object.__setattr__(result, "_return_value", decode(json.loads(kwargs["result_json"])))
-    task_finished.send(DurableJobsBackend, task_result=result)
+    task_finished.send(
+        DurableJobsBackend, task_result=_current_result(task, task.backend, context.job_id)
+    )
 
 
 __all__ = ["STATUS_MAP", "DurableJobsBackend", "to_task_result"]

@@ -199,7 +199,7 @@ def run_pending_jobs(
         )
         if not claimed:
             break
-        outcome = run_claimed(claimed[0], alias, worker_id)
+        outcome, _ = run_claimed(claimed[0], alias, worker_id)
         report.add(outcome)
         if raise_errors and outcome.status == JobStatus.FAILED:
             error = outcome.error or {}

@@ -38,6 +38,22 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0, interval: f
         time.sleep(interval)
 
 
+def wait_until_started(handle, timeout: float = 20.0) -> None:
+    """Wait until the job's row shows that an attempt started (its start mark).
+
+    A worker killed before that gives the job back uncounted (docs/topics/lifecycle.md):
+    tests about a started attempt being lost wait for this first.
+    """
+    from django_durable_jobs.models import Job
+
+    wait_for(
+        lambda: Job.objects.filter(
+            id=handle.id, status="RUNNING", started_at__isnull=False
+        ).exists(),
+        timeout=timeout,
+    )
+
+
 class WorkerProcess:
     """A ``manage.py runworker`` subprocess on the test database."""
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_durable_jobs import JobStatus, enqueue_many
 from django_durable_jobs.failures import MAX_TRACEBACK_CHARS
 from django_durable_jobs.models import Job, Worker
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_until_started
 from tests.faults import DatabaseProxy
 from tests.testapp import jobs
 from tests.testapp.models import Counter
@@ -50,6 +50,7 @@ def test_1_killed_worker_job_is_retried_by_another_after_its_lease(start_worker,
     handle = jobs.slow_first_attempt.enqueue(str(marker))
     victim = start_worker(settings=FAST)
     wait_for(marker.exists)
+    wait_until_started(handle)
     (victim_id,) = worker_ids()
     survivor = start_worker(settings=FAST)
     wait_for(lambda: len(worker_ids()) == 2)
@@ -221,6 +222,7 @@ def test_10_stale_worker_reporting_late_changes_nothing(start_worker, tmp_path):
     handle = jobs.slow_first_attempt.enqueue(str(marker))
     stale = start_worker(settings=FAST)
     wait_for(marker.exists)
+    wait_until_started(handle)
     (stale_id,) = worker_ids()
     os.kill(stale.pid, signal.SIGSTOP)  # frozen: no heartbeats, lease expires
     fresh = start_worker(settings=FAST)

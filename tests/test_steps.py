@@ -110,6 +110,8 @@ def test_killed_during_step_two_resumes_without_repeating_step_one(start_worker,
     env = {"DDJ_TEST_MARKER_DIR": str(tmp_path)}
     first = start_worker(settings=FAST, env=env)
     wait_for((tmp_path / "charging").exists, timeout=30)
+    # Killed once its row shows it started (the start mark): the attempt counts.
+    wait_for(lambda: run.jobs().filter(started_at__isnull=False, status="RUNNING").exists())
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     second = start_worker(settings=FAST, env=env)

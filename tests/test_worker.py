@@ -345,34 +345,16 @@ def test_slow_jobs_are_not_hoarded_by_one_worker(start_worker):
 
 
 def test_prefetch_follows_job_and_claim_times():
-    import uuid as uuid_module
+    from django_durable_jobs.worker.prefetch import AdaptivePrefetch
 
-    from django_durable_jobs.db import get_backend
-    from django_durable_jobs.pool import JobPool
-
-    pool = JobPool(
-        size=8,
-        prefetch=64,
-        backend=get_backend("default"),
-        worker_id=uuid_module.uuid4(),
-        recorder=None,
-        on_slot_freed=lambda: None,
-    )
-    assert pool.prefetch == 0  # nothing known yet: no claiming ahead
-    pool._job_seconds, pool._claim_seconds = 0.0001, 0.001  # fast jobs, 1 ms claims
-    assert pool.prefetch == 64  # capped
-    pool._job_seconds = 0.002
-    assert pool.prefetch == 4  # 8 threads finish 4 jobs during a claim
-    pool._job_seconds = 1.0
-    assert pool.prefetch == 0  # slow jobs: never ahead
-    assert (
-        JobPool(
-            size=8,
-            prefetch=0,
-            backend=pool.backend,
-            worker_id=pool.worker_id,
-            recorder=None,
-            on_slot_freed=lambda: None,
-        ).prefetch
-        == 0
-    )
+    prefetch = AdaptivePrefetch(size=8, cap=64)
+    assert prefetch.allowance == 0  # nothing known yet: no claiming ahead
+    prefetch.job_seconds, prefetch.claim_seconds = 0.0001, 0.001  # fast jobs, 1 ms claims
+    assert prefetch.allowance == 64  # capped
+    prefetch.job_seconds = 0.002
+    assert prefetch.allowance == 4  # 8 threads finish 4 jobs during a claim
+    prefetch.job_seconds = 1.0
+    assert prefetch.allowance == 0  # slow jobs: never ahead
+    never = AdaptivePrefetch(size=8, cap=0)
+    never.job_seconds = 0.0001
+    assert never.allowance == 0

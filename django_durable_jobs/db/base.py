@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -11,10 +9,9 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..constants import STATUS_BITS, JobStatus
+from ..constants import JobStatus
 from ..models import FINISHED_STATUSES, Job, QueueState, Worker
-
-_FINISHED = JobStatus.finished()
+from ..rows import ClaimedJob, Outcome
 
 JOB_TABLE = Job._meta.db_table
 QUEUE_TABLE = QueueState._meta.db_table
@@ -63,79 +60,6 @@ CLAIM_COLUMNS = (
 )
 
 
-LOST_LEASE_MESSAGE = (
-    "worker lost: lease expired (the worker stopped heartbeating: killed, crashed, "
-    "or cut off from the database)"
-)
-LOST_LEASE_FINAL_MESSAGE = LOST_LEASE_MESSAGE + "; no attempts left"
-
-
-@dataclasses.dataclass(slots=True)
-class ClaimedJob:
-    """A job this worker holds a lease on; ``lease_token`` fences every write about it."""
-
-    id: int
-    name: str
-    queue: str
-    priority: int
-    args: Any
-    kwargs: Any
-    attempt: int
-    max_attempts: int
-    timeout: float | None
-    lease_token: int
-    meta: Any
-    run_id: uuid.UUID | None
-    unique_states: int
-
-    @property
-    def meta_dict(self) -> dict[str, Any]:
-        """``meta`` as a dict ({} if it is not one), parsed once: a job reads it several times."""
-        meta = self.meta
-        if isinstance(meta, str | bytes):
-            try:
-                meta = json.loads(meta)
-            except ValueError:
-                meta = {}
-        if not isinstance(meta, dict):
-            meta = {}
-        self.meta = meta
-        return meta
-
-
-@dataclasses.dataclass(slots=True)
-class Outcome:
-    """How an attempt ended, as one fenced update of the job row.
-
-    ``status`` is the job's next status: a final one, or READY for a retry
-    (after ``retry_delay`` seconds). ``uncount`` gives the attempt back (a job
-    released at shutdown did not fail). ``error`` is appended to the history.
-    """
-
-    job: ClaimedJob
-    status: str
-    result_json: str | None = None
-    error: dict[str, Any] | None = None
-    retry_delay: float = 0.0
-    uncount: bool = False
-    #: The exception behind a failure (not stored; lets the worker tell a database
-    #: outage from a job's own error).
-    cause: BaseException | None = dataclasses.field(default=None, repr=False, compare=False)
-    #: Jobs to insert in the same transaction as this outcome, if it is written
-    #: (the next step of a run, a chained job): see ``followups.py``.
-    follow_ups: list[Any] = dataclasses.field(default_factory=list, repr=False)
-    #: Group callbacks waiting for this job: released by one when it is final.
-    releases: list[int] = dataclasses.field(default_factory=list, repr=False)
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in _FINISHED
-
-    @property
-    def keeps_unique_key(self) -> bool:
-        return bool(self.job.unique_states & STATUS_BITS[self.status])
-
-
 def align_inserted(jobs: list[Any], rows: list[tuple[Any, ...]]) -> list[int | None]:
     """Match ``(id, unique_key)`` rows of one insert to its input jobs, in input order.
 
@@ -158,6 +82,8 @@ class Backend:
     """SQL for one database alias. Methods use the calling thread's Django connection."""
 
     vendor = ""
+    #: Idle workers can be woken by NOTIFY (``listen_connection``); else they poll.
+    supports_listen_notify = False
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -178,8 +104,11 @@ class Backend:
         """How many statements ``insert`` needs for ``count`` jobs."""
         return 1
 
-    def release_waiting(self, counts: dict[int, int]) -> None:
-        """Lower ``waiting_for`` of these jobs by these counts (never below 0); wake workers."""
+    def release_waiting(self, counts: dict[int, int]) -> list[int]:
+        """Lower ``waiting_for`` of these jobs by these counts (never below 0); wake workers.
+
+        Returns the ids that reached 0 (ready to be claimed now).
+        """
         raise NotImplementedError
 
     def notify(self, queues: set[str]) -> None:
@@ -193,30 +122,48 @@ class Backend:
         raise NotImplementedError
 
     def record(self, outcomes: list[Outcome]) -> set[int]:
-        """Write outcomes, each only if its lease token still holds; return the ids written."""
+        """Write outcomes, each only if its lease token still holds; return the ids written.
+
+        A RUNNING job's ``started_at`` is set from the outcome's duration if no
+        start mark set it before.
+        """
         raise NotImplementedError
 
-    def renew_leases(
-        self, worker_id: uuid.UUID, lease_seconds: float
-    ) -> list[tuple[int, int, bool]]:
-        """Extend this worker's running jobs' leases: ``(id, lease_token, cancel_requested)``."""
+    def mark_started(self, marks: list[tuple[int, int, float]]) -> set[int]:
+        """Record that these jobs started ``(id, lease_token, seconds ago)``; the ids still held.
+
+        The evidence a rescue needs to charge an attempt (see ``worker.pool``).
+        """
+        raise NotImplementedError
+
+    def renew_leases(self, held: dict[int, int], lease_seconds: float) -> dict[int, bool]:
+        """Extend the leases of these jobs ``{id: lease_token}``, each only if its token holds.
+
+        Returns ``{id: cancel_requested}`` for the jobs renewed. Rows locked by
+        another statement are skipped (renewed at the next heartbeat).
+        """
         raise NotImplementedError
 
     def give_back(
         self,
         *,
         limit: int,
+        outcome: str,
+        message: str,
+        final_message: str,
         worker_id: uuid.UUID | None = None,
+        job_ids: list[int] | None = None,
         uncount: bool = False,
-        outcome: str = "worker_lost",
-        message: str = LOST_LEASE_MESSAGE,
-        final_message: str = LOST_LEASE_FINAL_MESSAGE,
-    ) -> list[tuple[int, str]]:
-        """Return RUNNING jobs whose worker is gone to READY (FAILED when no attempt is left).
+    ) -> list[tuple[int, str, bool]]:
+        """Return RUNNING jobs whose worker is gone to READY; ``(id, new status, counted)``.
 
         Without ``worker_id``: the jobs whose lease expired; with it: that
-        worker's jobs (it is known dead). ``uncount`` gives the attempt back.
-        Returns ``(id, new status)`` pairs; several callers never take the same row.
+        worker's jobs (it is known dead), or only ``job_ids`` of them. A job
+        known to have started (``started_at`` set) is charged its attempt, with
+        a history entry, and is FAILED when no attempt is left; a job that had
+        not started goes back uncounted, with no entry, and is flagged
+        ``orphaned`` in its meta. ``uncount`` charges nothing (the worker was
+        stopped, it did not crash). Several callers never take the same row.
         """
         raise NotImplementedError
 

@@ -16,12 +16,11 @@ import psycopg
 
 from ..conf import app_settings
 from ..constants import NOTIFY_CHANNEL, STATUS_BITS, JobStatus
+from ..meta import ORPHANED
 from .base import (
     CLAIM_COLUMNS,
     INSERT_COLUMNS,
     JOB_TABLE,
-    LOST_LEASE_FINAL_MESSAGE,
-    LOST_LEASE_MESSAGE,
     QUEUE_TABLE,
     Backend,
     ClaimedJob,
@@ -144,7 +143,7 @@ WITH candidates AS (
 UPDATE {JOB_TABLE} AS j SET
     status = 'RUNNING',
     attempts = j.attempts + 1,
-    started_at = now(),
+    started_at = NULL,
     finished_at = NULL,
     worker_id = %s,
     lease_token = j.lease_token + 1,
@@ -161,12 +160,15 @@ _RELEASE_QUIET_SQL = f"""
 UPDATE {JOB_TABLE} AS j SET waiting_for = GREATEST(j.waiting_for - v.n, 0)
 FROM unnest(%s::bigint[], %s::int[]) AS v(id, n)
 WHERE j.id = v.id
-RETURNING j.queue, j.waiting_for
+RETURNING j.id, j.queue, j.waiting_for
 """
 _RELEASE_SQL = f"""
-WITH up AS ({_RELEASE_QUIET_SQL.strip()})
-SELECT pg_notify('{NOTIFY_CHANNEL}', d.queue)
-FROM (SELECT DISTINCT queue FROM up WHERE waiting_for = 0) AS d
+WITH up AS ({_RELEASE_QUIET_SQL.strip()}),
+woke AS (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', d.queue)
+    FROM (SELECT DISTINCT queue FROM up WHERE waiting_for = 0) AS d
+)
+SELECT up.id, up.queue, up.waiting_for FROM up CROSS JOIN (SELECT count(*) FROM woke) AS w
 """
 _CLAIM_FROM_ALL = _CLAIM_SQL.format(queue_filter="")
 _CLAIM_FROM_QUEUES = _CLAIM_SQL.format(queue_filter="AND r.queue = ANY(%s::text[])")
@@ -184,37 +186,53 @@ UPDATE {JOB_TABLE} AS j SET
     attempts = j.attempts - v.uncount,
     run_at = CASE WHEN v.status = 'READY' THEN now() + v.delay * interval '1 second'
                   ELSE j.run_at END,
+    started_at = COALESCE(j.started_at, now() - v.age * interval '1 second'),
     finished_at = CASE WHEN v.final THEN now() ELSE NULL END,
     lease_expires_at = NULL,
     unique_key = CASE WHEN v.keep_unique THEN j.unique_key ELSE NULL END
 FROM unnest(
     %b::bigint[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::int[], %b::float8[],
-    %b::bool[], %b::bool[]
-) AS v(id, token, status, result, error, uncount, delay, final, keep_unique)
+    %b::bool[], %b::bool[], %b::float8[]
+) AS v(id, token, status, result, error, uncount, delay, final, keep_unique, age)
 WHERE j.id = v.id AND j.lease_token = v.token AND j.status = 'RUNNING'
 RETURNING j.id
 """
 
-# SKIP LOCKED: a row locked by another statement is being finished, cancelled or
-# rescued right now; waiting for it could deadlock with this worker's own
-# completer, and the next heartbeat renews whatever is still ours.
+# Start marks: the evidence that a claimed job really started (see worker/pool.py).
+_MARK_SQL = f"""
+UPDATE {JOB_TABLE} AS j
+SET started_at = COALESCE(j.started_at, now() - v.age * interval '1 second')
+FROM unnest(%b::bigint[], %b::bigint[], %b::float8[]) AS v(id, token, age)
+WHERE j.id = v.id AND j.lease_token = v.token AND j.status = 'RUNNING'
+RETURNING j.id
+"""
+
+# Renew by lease token: only the jobs this process holds. SKIP LOCKED: a row
+# locked by another statement is being finished, cancelled or rescued right
+# now; waiting for it could deadlock with this worker's own completer, and the
+# next heartbeat renews whatever is still ours.
 _RENEW_SQL = f"""
 WITH mine AS (
-    SELECT id FROM {JOB_TABLE}
-    WHERE worker_id = %s AND status = 'RUNNING'
-    ORDER BY id
-    FOR UPDATE SKIP LOCKED
+    SELECT j.id FROM {JOB_TABLE} AS j
+    JOIN unnest(%s::bigint[], %s::bigint[]) AS v(id, token)
+      ON j.id = v.id AND j.lease_token = v.token
+    WHERE j.status = 'RUNNING'
+    ORDER BY j.id
+    FOR UPDATE OF j SKIP LOCKED
 )
 UPDATE {JOB_TABLE} AS j SET lease_expires_at = now() + %s * interval '1 second'
 FROM mine WHERE j.id = mine.id
-RETURNING j.id, j.lease_token, j.cancel_requested_at IS NOT NULL
+RETURNING j.id, j.cancel_requested_at IS NOT NULL
 """
 
-# Jobs whose worker is gone go back to READY (or FAILED when no attempt is left),
-# with a history entry. ``{condition}`` picks them: an expired lease, or a worker
-# known to be dead. With ``uncount`` the attempt is given back instead (a worker
-# stopped by its supervisor at shutdown did not fail).
-_FINAL = "(%(uncount)s = 0 AND j.attempts >= j.max_attempts)"
+# Jobs whose worker is gone go back to READY (or FAILED when no attempt is left).
+# ``{condition}`` picks them: an expired lease, or a worker known to be dead. Only
+# a job known to have started (started_at set) is charged its attempt and gets a
+# history entry; one that had not is given its attempt back and flagged
+# "orphaned", so that its next attempt marks its start before it runs. With
+# ``uncount`` nothing is charged (a worker stopped by its supervisor at shutdown).
+_COUNTED = "(%(uncount)s = 0 AND j.started_at IS NOT NULL)"
+_FINAL = f"({_COUNTED} AND j.attempts >= j.max_attempts)"
 _GIVE_BACK_SQL = f"""
 WITH lost AS (
     SELECT id FROM {JOB_TABLE}
@@ -225,11 +243,12 @@ WITH lost AS (
 )
 UPDATE {JOB_TABLE} AS j SET
     status = CASE WHEN {_FINAL} THEN 'FAILED' ELSE 'READY' END,
-    attempts = j.attempts - %(uncount)s,
+    attempts = j.attempts - CASE WHEN {_COUNTED} THEN 0 ELSE 1 END,
     finished_at = CASE WHEN {_FINAL} THEN now() ELSE NULL END,
     run_at = now(),
     lease_expires_at = NULL,
-    errors = j.errors || jsonb_build_array(jsonb_build_object(
+    errors = CASE WHEN j.started_at IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(jsonb_build_object(
         'attempt', j.attempts,
         'outcome', %(outcome)s::text,
         'exception_class', NULL,
@@ -237,14 +256,18 @@ UPDATE {JOB_TABLE} AS j SET
         'traceback', NULL,
         'worker', j.worker_id::text,
         'at', now()
-    )),
+    )) END,
+    meta = CASE WHEN %(uncount)s = 0 AND j.started_at IS NULL
+                THEN j.meta || jsonb_build_object(
+                    '{ORPHANED}', COALESCE((j.meta ->> '{ORPHANED}')::int, 0) + 1)
+                ELSE j.meta END,
     unique_key = CASE
         WHEN {_FINAL} AND j.unique_states & {STATUS_BITS[JobStatus.FAILED]} = 0 THEN NULL
         WHEN NOT {_FINAL} AND j.unique_states & {STATUS_BITS[JobStatus.READY]} = 0 THEN NULL
         ELSE j.unique_key END
 FROM lost AS e
 WHERE j.id = e.id
-RETURNING j.id, j.status
+RETURNING j.id, j.status, {_COUNTED}
 """
 
 
@@ -294,6 +317,7 @@ _PREPARE_WHEN_ASKED = sys.maxsize
 
 class PostgreSQLBackend(Backend):
     vendor = "postgresql"
+    supports_listen_notify = True
 
     def _run(self, sql: str, params: Any, *, prepare: bool = False) -> list[Any]:
         """Execute a hot statement on this thread's Django connection; its rows.
@@ -358,10 +382,10 @@ class PostgreSQLBackend(Backend):
         rows = self._run(_INSERT_MANY[notify, conflict], columns, prepare=True)
         return align_inserted(jobs, rows)
 
-    def release_waiting(self, counts: dict[int, int]) -> None:
+    def release_waiting(self, counts: dict[int, int]) -> list[int]:
         ids, amounts = list(counts), list(counts.values())
         sql = _RELEASE_SQL if app_settings.LISTEN_NOTIFY else _RELEASE_QUIET_SQL
-        self._run(sql, [ids, amounts])
+        return [job_id for job_id, _, waiting in self._run(sql, [ids, amounts]) if not waiting]
 
     def notify(self, queues: set[str]) -> None:
         with self.connection.cursor() as cursor:
@@ -393,30 +417,44 @@ class PostgreSQLBackend(Backend):
             [float(outcome.retry_delay) for outcome in outcomes],  # binary float8: no ints
             [outcome.is_final for outcome in outcomes],
             [outcome.keeps_unique_key for outcome in outcomes],
+            [outcome.seconds_since_start() for outcome in outcomes],
         ]
         return {row[0] for row in self._run(_RECORD_SQL, columns)}
 
-    def renew_leases(
-        self, worker_id: uuid.UUID, lease_seconds: float
-    ) -> list[tuple[int, int, bool]]:
+    def mark_started(self, marks: list[tuple[int, int, float]]) -> set[int]:
+        if not marks:
+            return set()
+        ids, tokens, ages = (list(column) for column in zip(*marks, strict=True))
+        return {row[0] for row in self._run(_MARK_SQL, [ids, tokens, [float(a) for a in ages]])}
+
+    def renew_leases(self, held: dict[int, int], lease_seconds: float) -> dict[int, bool]:
+        if not held:
+            return {}
         with self.connection.cursor() as cursor:
-            cursor.execute(_RENEW_SQL, [worker_id, lease_seconds])
-            return [(row[0], row[1], bool(row[2])) for row in cursor.fetchall()]
+            cursor.execute(_RENEW_SQL, [list(held), list(held.values()), lease_seconds])
+            return {row[0]: bool(row[1]) for row in cursor.fetchall()}
 
     def give_back(
         self,
         *,
         limit: int,
+        outcome: str,
+        message: str,
+        final_message: str,
         worker_id: uuid.UUID | None = None,
+        job_ids: list[int] | None = None,
         uncount: bool = False,
-        outcome: str = "worker_lost",
-        message: str = LOST_LEASE_MESSAGE,
-        final_message: str = LOST_LEASE_FINAL_MESSAGE,
-    ) -> list[tuple[int, str]]:
-        condition = "worker_id = %(worker)s" if worker_id else "lease_expires_at < now()"
+    ) -> list[tuple[int, str, bool]]:
+        if worker_id is None:
+            condition = "lease_expires_at < now()"
+        elif job_ids is None:
+            condition = "worker_id = %(worker)s"
+        else:
+            condition = "worker_id = %(worker)s AND id = ANY(%(ids)s)"
         params = {
             "limit": limit,
             "worker": worker_id,
+            "ids": list(job_ids or ()),
             "uncount": 1 if uncount else 0,
             "outcome": outcome,
             "message": message,
@@ -424,7 +462,7 @@ class PostgreSQLBackend(Backend):
         }
         with self.connection.cursor() as cursor:
             cursor.execute(_GIVE_BACK_SQL.format(condition=condition), params)
-            return [(row[0], row[1]) for row in cursor.fetchall()]
+            return [(row[0], row[1], bool(row[2])) for row in cursor.fetchall()]
 
     def db_now(self) -> datetime:
         with self.connection.cursor() as cursor:

@@ -20,12 +20,11 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from ..constants import STATUS_BITS, JobStatus
+from ..meta import ORPHANED
 from .base import (
     CLAIM_COLUMNS,
     INSERT_COLUMNS,
     JOB_TABLE,
-    LOST_LEASE_FINAL_MESSAGE,
-    LOST_LEASE_MESSAGE,
     QUEUE_TABLE,
     Backend,
     ClaimedJob,
@@ -70,7 +69,7 @@ WITH candidates AS (
 UPDATE {JOB_TABLE} SET
     status = 'RUNNING',
     attempts = attempts + 1,
-    started_at = %s,
+    started_at = NULL,
     finished_at = NULL,
     worker_id = %s,
     lease_token = lease_token + 1,
@@ -88,21 +87,25 @@ UPDATE {JOB_TABLE} SET
     errors = CASE WHEN %s IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(%s)) END,
     attempts = attempts - %s,
     run_at = CASE WHEN %s = 'READY' THEN %s ELSE run_at END,
+    started_at = COALESCE(started_at, %s),
     finished_at = %s,
     lease_expires_at = NULL,
     unique_key = CASE WHEN %s THEN unique_key ELSE NULL END
 WHERE id = %s AND lease_token = %s AND status = 'RUNNING'
 """
 
-_FINAL = "(%(uncount)s = 0 AND attempts >= max_attempts)"
+# See postgresql.py: only a job known to have started is charged, with an entry.
+_COUNTED = "(%(uncount)s = 0 AND started_at IS NOT NULL)"
+_FINAL = f"({_COUNTED} AND attempts >= max_attempts)"
 _GIVE_BACK_SQL = f"""
 UPDATE {JOB_TABLE} SET
     status = CASE WHEN {_FINAL} THEN 'FAILED' ELSE 'READY' END,
-    attempts = attempts - %(uncount)s,
+    attempts = attempts - CASE WHEN {_COUNTED} THEN 0 ELSE 1 END,
     finished_at = CASE WHEN {_FINAL} THEN %(now)s ELSE NULL END,
     run_at = %(now)s,
     lease_expires_at = NULL,
-    errors = json_insert(errors, '$[#]', json_object(
+    errors = CASE WHEN started_at IS NULL THEN errors
+                  ELSE json_insert(errors, '$[#]', json_object(
         'attempt', attempts,
         'outcome', %(outcome)s,
         'exception_class', NULL,
@@ -110,7 +113,11 @@ UPDATE {JOB_TABLE} SET
         'traceback', NULL,
         'worker', worker_id,
         'at', %(now)s
-    )),
+    )) END,
+    meta = CASE WHEN %(uncount)s = 0 AND started_at IS NULL
+                THEN json_set(meta, '$.{ORPHANED}',
+                              COALESCE(json_extract(meta, '$.{ORPHANED}'), 0) + 1)
+                ELSE meta END,
     unique_key = CASE
         WHEN {_FINAL} AND unique_states & {STATUS_BITS[JobStatus.FAILED]} = 0 THEN NULL
         WHEN NOT {_FINAL} AND unique_states & {STATUS_BITS[JobStatus.READY]} = 0 THEN NULL
@@ -121,8 +128,10 @@ WHERE id IN (
     ORDER BY id
     LIMIT %(limit)s
 )
-RETURNING id, status
+RETURNING id, status, started_at
 """
+# (started_at itself, not "started_at IS NOT NULL": SQLite 3.40 returns 1 for that
+# expression in a RETURNING clause even when started_at is NULL.)
 
 
 def is_locked_error(exc: BaseException) -> bool:
@@ -225,13 +234,19 @@ class SQLiteBackend(Backend):
                 ids += align_inserted(chunk, cursor.fetchall())
         return ids
 
-    def release_waiting(self, counts: dict[int, int]) -> None:
+    def release_waiting(self, counts: dict[int, int]) -> list[int]:
+        released: list[int] = []
         with self._write_transaction() as cursor:
             for job_id, amount in counts.items():
                 cursor.execute(
-                    f"UPDATE {JOB_TABLE} SET waiting_for = MAX(waiting_for - %s, 0) WHERE id = %s",
+                    f"UPDATE {JOB_TABLE} SET waiting_for = MAX(waiting_for - %s, 0) "
+                    "WHERE id = %s RETURNING waiting_for",
                     [amount, job_id],
                 )
+                row = cursor.fetchone()
+                if row is not None and row[0] == 0:
+                    released.append(job_id)
+        return released
 
     def claim(
         self, *, worker_id: uuid.UUID, queues: list[str] | None, limit: int, lease_seconds: float
@@ -246,7 +261,6 @@ class SQLiteBackend(Backend):
             self._dt(now),
             *queue_params,
             limit,
-            self._dt(now),
             self._uuid(worker_id),
             self._dt(now + timedelta(seconds=lease_seconds)),
         ]
@@ -288,6 +302,9 @@ class SQLiteBackend(Backend):
                         1 if outcome.uncount else 0,
                         outcome.status,
                         self._dt(now + timedelta(seconds=outcome.retry_delay)),
+                        None
+                        if (age := outcome.seconds_since_start()) is None
+                        else self._dt(now - timedelta(seconds=age)),
                         self._dt(now) if outcome.is_final else None,
                         outcome.keeps_unique_key,
                         outcome.job.id,
@@ -298,31 +315,50 @@ class SQLiteBackend(Backend):
                     written.add(outcome.job.id)
         return written
 
-    def renew_leases(
-        self, worker_id: uuid.UUID, lease_seconds: float
-    ) -> list[tuple[int, int, bool]]:
-        until = timezone.now() + timedelta(seconds=lease_seconds)
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {JOB_TABLE} SET lease_expires_at = %s "
-                "WHERE worker_id = %s AND status = 'RUNNING' "
-                "RETURNING id, lease_token, cancel_requested_at IS NOT NULL",
-                [self._dt(until), self._uuid(worker_id)],
-            )
-            return [(row[0], row[1], bool(row[2])) for row in cursor.fetchall()]
+    def mark_started(self, marks: list[tuple[int, int, float]]) -> set[int]:
+        now = timezone.now()
+        marked: set[int] = set()
+        with self._write_transaction() as cursor:
+            for job_id, token, age in marks:
+                cursor.execute(
+                    f"UPDATE {JOB_TABLE} SET started_at = COALESCE(started_at, %s) "
+                    "WHERE id = %s AND lease_token = %s AND status = 'RUNNING'",
+                    [self._dt(now - timedelta(seconds=age)), job_id, token],
+                )
+                if cursor.rowcount:
+                    marked.add(job_id)
+        return marked
+
+    def renew_leases(self, held: dict[int, int], lease_seconds: float) -> dict[int, bool]:
+        if not held:
+            return {}
+        until = self._dt(timezone.now() + timedelta(seconds=lease_seconds))
+        renewed: dict[int, bool] = {}
+        with self._write_transaction() as cursor:
+            for job_id, token in held.items():
+                cursor.execute(
+                    f"UPDATE {JOB_TABLE} SET lease_expires_at = %s "
+                    "WHERE id = %s AND lease_token = %s AND status = 'RUNNING' "
+                    "RETURNING cancel_requested_at",  # (see _GIVE_BACK_SQL: not IS NOT NULL)
+                    [until, job_id, token],
+                )
+                row = cursor.fetchone()
+                if row is not None:
+                    renewed[job_id] = row[0] is not None
+        return renewed
 
     def give_back(
         self,
         *,
         limit: int,
+        outcome: str,
+        message: str,
+        final_message: str,
         worker_id: uuid.UUID | None = None,
+        job_ids: list[int] | None = None,
         uncount: bool = False,
-        outcome: str = "worker_lost",
-        message: str = LOST_LEASE_MESSAGE,
-        final_message: str = LOST_LEASE_FINAL_MESSAGE,
-    ) -> list[tuple[int, str]]:
-        condition = "worker_id = %(worker)s" if worker_id else "lease_expires_at < %(now)s"
-        params = {
+    ) -> list[tuple[int, str, bool]]:
+        params: dict[str, Any] = {
             "limit": limit,
             "worker": self._uuid(worker_id),
             "uncount": 1 if uncount else 0,
@@ -331,9 +367,18 @@ class SQLiteBackend(Backend):
             "final_message": final_message,
             "now": self._dt(timezone.now()),
         }
+        if worker_id is None:
+            condition = "lease_expires_at < %(now)s"
+        elif job_ids is None:
+            condition = "worker_id = %(worker)s"
+        else:
+            names = [f"id{index}" for index in range(len(job_ids))]
+            params.update(zip(names, job_ids, strict=True))
+            listed = ", ".join(f"%({name})s" for name in names) or "NULL"
+            condition = f"worker_id = %(worker)s AND id IN ({listed})"
         with self._write_transaction() as cursor:
             cursor.execute(_GIVE_BACK_SQL.format(condition=condition), params)
-            return [(row[0], row[1]) for row in cursor.fetchall()]
+            return [(row[0], row[1], not uncount and row[2] is not None) for row in cursor]
 
     def db_now(self) -> datetime:
         return timezone.now()

@@ -16,9 +16,9 @@ from django_durable_jobs.conf import app_settings
 from django_durable_jobs.db import get_backend
 from django_durable_jobs.periodic import PeriodicConfigError
 from django_durable_jobs.scheduler import Scheduler
-from django_durable_jobs.supervisor import Supervisor
 from django_durable_jobs.validation import check_queue
 from django_durable_jobs.worker import Worker
+from django_durable_jobs.worker.supervisor import Supervisor
 
 
 def _positive_int(text: str) -> int:

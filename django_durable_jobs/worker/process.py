@@ -5,12 +5,13 @@ Threads, each with its own database connection:
 * the main thread claims as many jobs as the pool has free slots, in one
   statement, then sleeps until a slot frees, a NOTIFY arrives or the poll
   interval passes;
-* the pool's executor threads run jobs and record outcomes, and its watchdog
-  enforces timeouts (``pool.py``);
+* the pool's executor threads run jobs (``pool.py``, ``execution.py``), its
+  completer writes their outcomes in batches (``completer.py``,
+  ``recorder.py``) and its watchdog enforces timeouts (``watchdog.py``);
 * the heartbeat thread renews the worker row and its jobs' leases, tells a
   running job when its row was taken away (cancelled, rescued), and runs the
-  maintenance services (``maintenance.py``);
-* on PostgreSQL, the listener thread turns NOTIFYs into wake-ups.
+  maintenance services (``heartbeat.py``);
+* on PostgreSQL, the listener thread turns NOTIFYs into wake-ups (``listener.py``).
 
 Shutdown is staged: the first SIGTERM/SIGINT stops claiming and lets running
 jobs finish for ``shutdown_timeout`` seconds; then (or at a second signal)
@@ -36,17 +37,24 @@ from types import FrameType
 from typing import Any, Literal
 
 from django.db import IntegrityError
-from django.db.models.functions import Now
 
-from .conf import app_settings
-from .connections import close_all, close_connection, is_database_unavailable, tidy_connections
-from .db import ClaimedJob, get_backend
-from .logutil import RateLimitedLog
-from .maintenance import run_maintenance
-from .models import Worker as WorkerRow
+from ..conf import app_settings
+from ..connections import (
+    Backoff,
+    close_all,
+    close_connection,
+    is_database_unavailable,
+    tidy_connections,
+)
+from ..db import get_backend
+from ..logutil import RateLimitedLog
+from ..models import Worker as WorkerRow
+from ..rows import ClaimedJob
+from ..scheduler import Scheduler
+from .heartbeat import Heartbeat
+from .listener import Listener
 from .pool import JobPool
-from .recorder import Backoff, Recorder
-from .scheduler import Scheduler
+from .recorder import Recorder
 
 logger = logging.getLogger("django_durable_jobs.worker")
 
@@ -108,9 +116,9 @@ class Worker:
         self.heartbeat_interval = float(settings.HEARTBEAT_INTERVAL)
         self.alias = database or settings.DATABASE
         self.backend = get_backend(self.alias)
-        self.listen = (settings.LISTEN_NOTIFY if listen is None else listen) and hasattr(
-            self.backend, "listen_connection"
-        )
+        self.listen = (
+            settings.LISTEN_NOTIFY if listen is None else listen
+        ) and self.backend.supports_listen_notify
         self.install_signal_handlers = install_signal_handlers
         self.recycle = recycle
         self.parent_pid = parent_pid
@@ -127,8 +135,10 @@ class Worker:
         self._force = threading.Event()
         self._background_stop = threading.Event()
         self._background: list[threading.Thread] = []
-        self._db_log = RateLimitedLog(logger)
-        self.recorder = Recorder(self.backend, self.id, self._force, self._db_log)
+        self.db_log = RateLimitedLog(logger)
+        self.recorder = Recorder(
+            self.backend, worker_id=self.id, give_up=self._force, log=self.db_log
+        )
         self.pool = JobPool(
             size=self.concurrency,
             prefetch=self.prefetch,
@@ -227,14 +237,14 @@ class Worker:
         while not self._stop.is_set():
             try:
                 self.backend.prepare_worker_connection()
-                self._upsert_row()
+                self.upsert_row()
                 return True
             except Exception as exc:
-                self._trouble("register", exc)
+                self.trouble("register", exc)
                 self._stop.wait(backoff.next())
         return False
 
-    def _upsert_row(self) -> None:
+    def upsert_row(self) -> None:
         """Insert this worker's row; one plain INSERT (a read-then-write transaction
         would fail at once on a busy SQLite database instead of waiting its turn)."""
         row = WorkerRow(
@@ -249,14 +259,21 @@ class Worker:
 
     def _start_threads(self) -> None:
         self.pool.start()
-        targets = [self._heartbeat_loop]
+        loops: list[tuple[str, Any]] = [("heartbeat", Heartbeat(self).run)]
         if self.listen:
-            targets.append(self._listen_loop)
+            listener = Listener(
+                self.backend,
+                queues=self.queues,
+                wake=self._wake,
+                poll_interval=self.poll_interval,
+                log=self.db_log,
+            )
+            loops.append(("listener", listener.run))
         if self.scheduler is not None:
-            targets.append(self._scheduler_loop)
-        for target in targets:
+            loops.append(("scheduler", self.scheduler.run))
+        for name, loop in loops:
             thread = threading.Thread(
-                target=target, name=f"durable-jobs-{target.__name__.strip('_')}", daemon=True
+                target=loop, args=(self._background_stop,), name=f"durable-jobs-{name}", daemon=True
             )
             thread.start()
             self._background.append(thread)
@@ -282,21 +299,22 @@ class Worker:
             if limit:
                 claim_started = time.monotonic()
                 try:
-                    claimed = self.backend.claim(
-                        worker_id=self.id,
-                        queues=self.queues,
-                        limit=limit,
-                        lease_seconds=self.lease_seconds,
-                    )
+                    with self.pool.claim_lock:  # the heartbeat sees a claim whole, or not yet
+                        claimed = self.backend.claim(
+                            worker_id=self.id,
+                            queues=self.queues,
+                            limit=limit,
+                            lease_seconds=self.lease_seconds,
+                        )
+                        self.pool.submit(claimed)
                 except Exception as exc:
-                    self._trouble("claim", exc)
+                    self.trouble("claim", exc)
                     self._stop.wait(backoff.next())
                     continue
                 backoff.reset()
-                self.pool.note_claim(time.monotonic() - claim_started)
-                self._db_log.recovered("claim", "database reachable again: claiming resumed")
+                self.pool.prefetch.note_claim(time.monotonic() - claim_started)
+                self.db_log.recovered("claim", "database reachable again: claiming resumed")
                 self._claimed_total += len(claimed)
-                self.pool.submit(claimed)
             quota_used = self.max_jobs is not None and self._claimed_total >= self.max_jobs
             if quota_used and self.pool.idle():
                 return
@@ -306,97 +324,11 @@ class Worker:
                 continue  # a full batch: more may be ready, and slots freed meanwhile
             self._wake.wait(self.poll_interval)
 
-    # -- heartbeat -------------------------------------------------------------------
-    def _heartbeat_loop(self) -> None:
-        try:
-            while not self._background_stop.wait(self.heartbeat_interval):
-                self._beat()
-        finally:
-            close_all()
-
-    def _beat(self) -> None:
-        if self.parent_pid is not None and os.getppid() != self.parent_pid:
-            logger.error("the supervisor (pid %s) is gone; stopping", self.parent_pid)
-            self.stop()
-        try:
-            tidy_connections()
-            # Snapshot before renewing: a job claimed after the renewal started
-            # would be missing from its result without having been taken away.
-            before = {
-                slot.job.id: slot.job.lease_token
-                for slot in self.pool.running()
-                if slot.timed_out_at is None
-            }
-            updated = (
-                WorkerRow.objects.using(self.alias).filter(id=self.id).update(heartbeat_at=Now())
-            )
-            if not updated:  # removed as dead during an outage: we are back
-                self._upsert_row()
-            renewed = self.backend.renew_leases(self.id, self.lease_seconds)
-            held = {job_id: token for job_id, token, _ in renewed}
-            lost = {job_id for job_id, token in before.items() if held.get(job_id) != token}
-            # A job that finished meanwhile left RUNNING by its own outcome: not lost.
-            still_running = {slot.job.id for slot in self.pool.running() if not slot.finished}
-            lost &= still_running
-            cancelled = {job_id for job_id, _, requested in renewed if requested}
-            if lost:
-                logger.warning(
-                    "job(s) %s no longer held by this worker (cancelled, or rescued after a "
-                    "missed lease); asking them to stop",
-                    ", ".join(f"#{job_id}" for job_id in sorted(lost)),
-                )
-            if lost | cancelled:
-                self.pool.cancel(lost | cancelled)
-            run_maintenance(
-                self.backend,
-                lease_seconds=self.lease_seconds,
-                heartbeat_interval=self.heartbeat_interval,
-            )
-        except Exception as exc:
-            self._trouble("heartbeat", exc)
-            return
-        self._db_log.recovered("heartbeat", "database reachable again: heartbeats resumed")
-
-    def _scheduler_loop(self) -> None:
-        assert self.scheduler is not None
-        self.scheduler.run(self._background_stop)
-
-    # -- wake-ups ----------------------------------------------------------------------
-    def _listen_loop(self) -> None:
-        backoff = Backoff()
-        while not self._background_stop.is_set():
-            connection: Any = None
-            try:
-                connection = self.backend.listen_connection()  # type: ignore[attr-defined]
-                self._wake.set()  # catch up on whatever was enqueued while not listening
-                backoff.reset()
-                self._db_log.recovered("listen", "LISTEN connection restored")
-                while not self._background_stop.is_set():
-                    # A short timeout: shutdown waits for this thread to notice the stop.
-                    for notification in connection.notifies(timeout=0.25):
-                        if self.queues is None or notification.payload in self.queues:
-                            self._wake.set()
-            except Exception as exc:
-                self._db_log.log(
-                    logging.WARNING,
-                    "listen",
-                    "LISTEN connection lost (%s); polling every %ss until it is back",
-                    str(exc).strip()[:300],
-                    self.poll_interval,
-                )
-                self._background_stop.wait(backoff.next())
-            finally:
-                if connection is not None:
-                    try:
-                        connection.close()
-                    except Exception:
-                        logger.debug("closing the LISTEN connection failed", exc_info=True)
-
     # -- trouble -----------------------------------------------------------------------
-    def _trouble(self, what: str, exc: BaseException) -> None:
+    def trouble(self, what: str, exc: BaseException) -> None:
         """Log at a bounded rate and drop this thread's connection so the next try reconnects."""
         if is_database_unavailable(exc):
-            self._db_log.log(
+            self.db_log.log(
                 logging.WARNING,
                 what,
                 "database unavailable during %s (%s: %s); retrying with backoff",
@@ -405,7 +337,7 @@ class Worker:
                 str(exc).strip()[:300],
             )
         else:
-            self._db_log.log(logging.ERROR, what, "%s failed", what, exc_info=True)
+            self.db_log.log(logging.ERROR, what, "%s failed", what, exc_info=True)
         close_connection(self.alias)
 
     # -- shutdown -----------------------------------------------------------------------

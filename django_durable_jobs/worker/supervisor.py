@@ -24,10 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
-from .connections import close_all
-from .db import Backend
-from .maintenance import rescue_dead_worker
-from .worker import EXIT_RECYCLE
+from ..connections import close_all
+from ..db import Backend
+from ..maintenance import rescue_dead_worker
+from .process import EXIT_RECYCLE
 
 logger = logging.getLogger("django_durable_jobs.supervisor")
 
@@ -167,8 +167,18 @@ class Supervisor:
             )
             close_all()
             return
-        for job_id, status in rescued:
-            logger.warning("job #%s of lost worker %s is now %s", job_id, child.worker_id, status)
+        for job_id, status, counted in rescued:
+            if counted:
+                logger.warning(
+                    "job #%s of lost worker %s is now %s", job_id, child.worker_id, status
+                )
+            else:
+                logger.info(
+                    "job #%s was claimed by lost worker %s but had not started: back to "
+                    "READY, not counted",
+                    job_id,
+                    child.worker_id,
+                )
 
     def _shutdown(self) -> int:
         deadline = time.monotonic() + self.shutdown_timeout + KILL_GRACE

@@ -1,0 +1,47 @@
+"""Delete finished jobs past their retention, a few bounded batches per round."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from ..db import Backend
+
+logger = logging.getLogger("django_durable_jobs.maintenance")
+
+#: Seconds between two pruning rounds of one process (sooner while a backlog remains).
+PRUNE_INTERVAL = 60.0
+#: Batches (of ``operations.batches.BATCH_SIZE`` rows) per status in one round:
+#: bounded, so a heartbeat is never late because of a large first prune.
+PRUNE_MAX_BATCHES = 5
+
+_next_prune: dict[str, float] = {}
+_prune_lock = threading.Lock()
+
+
+def prune_finished_jobs(backend: Backend, *, force: bool = False) -> int:
+    """Delete finished jobs past ``DURABLE_JOBS["RETENTION"]``, a few batches per round.
+
+    Runs at most every ``PRUNE_INTERVAL`` seconds per process and database,
+    and again at the next call while expired jobs remain.
+    """
+    from ..operations.retention import prune_expired  # operations import models and db
+
+    with _prune_lock:
+        now = time.monotonic()
+        if not force and now < _next_prune.get(backend.alias, 0.0):
+            return 0
+        _next_prune[backend.alias] = now + PRUNE_INTERVAL
+    result = prune_expired(backend.alias, max_batches=PRUNE_MAX_BATCHES)
+    if result.remaining:
+        with _prune_lock:
+            _next_prune[backend.alias] = 0.0
+    if result.total:
+        logger.info(
+            "pruned %s finished jobs past their retention (%s)%s",
+            result.total,
+            ", ".join(f"{status} {n}" for status, n in sorted(result.deleted.items()) if n),
+            "; more to do" if result.remaining else "",
+        )
+    return result.total
