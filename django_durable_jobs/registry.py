@@ -29,7 +29,10 @@ def get(name: str) -> JobDefinition:
 
     A name that is not registered yet but looks like a dotted path
     (``shop.tasks.send``) gets its module imported once, for jobs defined
-    outside the autodiscovered ``<app>.jobs`` modules.
+    outside the autodiscovered ``<app>.jobs`` modules. An error raised while
+    importing a module that exists (a missing dependency, a module that fails
+    at import) is raised as it is: it is the job's real problem, not a name
+    that is unknown.
     """
     try:
         return _registry[name]
@@ -39,10 +42,13 @@ def get(name: str) -> JobDefinition:
     # "shop.pipelines.Order.charge" (a step of a class in shop.pipelines).
     parts = name.split(".")
     for cut in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:cut])
         try:
-            importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
+                continue  # no such module (or package): try a shorter prefix
+            raise  # the module exists, but something it imports does not
         if name in _registry:
             return _registry[name]
         break

@@ -34,6 +34,7 @@ from ..context import JobContext, reset_current, set_current
 from ..db import Backend
 from ..definitions import JobDefinition
 from ..exceptions import JobTimeout, UnknownJob
+from ..failures import safe_traceback
 from ..retry import DEFAULT_RETRY
 from ..rows import ClaimedJob, Outcome
 from ..serialization import DecodeError, load_payload
@@ -185,6 +186,8 @@ def _run(
         policy = definition.retry or DEFAULT_RETRY
         if leaked:
             return outcomes.left_transaction_open(attempt, leaked, policy, error), None
+        if isinstance(error, JobTimeout) and deadline.fired:
+            return outcomes.timed_out(attempt, policy, safe_traceback(error)), None
         if error is not None:
             return outcomes.raised(attempt, error, policy), None
         return _succeeded(attempt, definition, value), None
@@ -241,6 +244,8 @@ def _run_atomic(
         leaked = discard_leaked_transactions(before)
         if leaked:
             return outcomes.left_transaction_open(attempt, leaked, policy, exc), None
+        if isinstance(exc, JobTimeout) and deadline.fired:
+            return outcomes.timed_out(attempt, policy, safe_traceback(exc)), None
         return outcomes.raised(attempt, exc, policy), None
     leaked = discard_leaked_transactions(before)
     if leaked:  # on another database: this job's own changes are committed

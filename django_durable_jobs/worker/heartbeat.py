@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from django.db.models.functions import Now
 
 from ..connections import close_all, tidy_connections
-from ..constants import JobStatus
+from ..constants import AttemptOutcome, JobStatus
 from ..maintenance import RESCUE_BATCH, run_maintenance
 from ..models import Job
 from ..models import Worker as WorkerRow
@@ -131,6 +131,7 @@ class Heartbeat:
             limit=len(orphans),
             worker_id=worker.id,
             job_ids=orphans,
+            outcome=AttemptOutcome.WORKER_LOST,
             message=ORPHAN_MESSAGE,
             final_message=ORPHAN_MESSAGE + "; no attempts left",
         )

@@ -12,13 +12,23 @@ import os
 from django_durable_jobs import signals
 
 
+def row_state(job_id: int | None) -> tuple[str | None, int | None]:
+    """The job's status and attempts in the database as the signal is sent (after the write?)."""
+    from django_durable_jobs.models import Job
+
+    row = Job.objects.filter(id=job_id).values_list("status", "attempts").first()
+    return row or (None, None)
+
+
 def _log(signal_name: str):
     def receiver(sender, **kwargs):
         context = kwargs.get("context")
+        job_id = context.job_id if context else kwargs["handle"].id
         line = {
             "signal": signal_name,
             "sender": getattr(sender, "name", None),
-            "job_id": context.job_id if context else kwargs["handle"].id,
+            "job_id": job_id,
+            "row": row_state(job_id) if context else None,
             "attempt": context.attempt if context else None,
             "status": kwargs.get("status"),
             "outcome": kwargs.get("outcome"),
