@@ -8,6 +8,7 @@ short and long jobs, a second signal) live in test_worker.py.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import time
@@ -218,9 +219,9 @@ def test_9_ten_processes_race_for_10000_jobs(start_worker):
 
 
 def test_10_stale_worker_reporting_late_changes_nothing(start_worker, tmp_path):
-    marker = tmp_path / "pause-attempt-1"
+    marker, log = tmp_path / "pause-attempt-1", tmp_path / "signals.jsonl"
     handle = jobs.slow_first_attempt.enqueue(str(marker))
-    stale = start_worker(settings=FAST)
+    stale = start_worker(settings=FAST, env={"DDJ_TEST_SIGNAL_LOG": str(log)})
     wait_for(marker.exists)
     wait_until_started(handle)
     (stale_id,) = worker_ids()
@@ -237,6 +238,14 @@ def test_10_stale_worker_reporting_late_changes_nothing(start_worker, tmp_path):
     for worker in (stale, fresh):
         worker.signal(signal.SIGTERM)
         assert worker.wait() == 0
+    # The stale worker's ignored report sent no end signal: its receivers never saw
+    # a finish that did not happen.
+    stale_signals = [
+        json.loads(line)["signal"]
+        for line in log.read_text().splitlines()
+        if json.loads(line)["pid"] == stale.pid
+    ]
+    assert stale_signals == ["job_started"]
 
 
 def test_11_undecodable_and_hostile_jobs_are_recorded_and_shown_escaped(start_worker):

@@ -282,3 +282,44 @@ def test_backends_of_other_threads_reuse_the_registered_definition():
     thread.start()
     thread.join()
     assert get_job("tests.testapp.tasks.multiply") is before
+
+
+def test_the_returned_result_is_the_stored_one():
+    result = tasks.multiply.enqueue(2, 3)
+    stored = default_task_backend.get_result(result.id)
+    assert result.enqueued_at == stored.enqueued_at
+    assert result == stored
+    before = result.enqueued_at
+    result.refresh()
+    assert result.enqueued_at == before
+
+
+def test_an_unstorable_return_value_is_recorded_with_its_real_class():
+    result = tasks.returns_a_set.enqueue()
+    run_pending_jobs()
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert [error.exception_class_path for error in result.errors] == ["builtins.TypeError"]
+
+
+def test_task_finished_is_sent_after_the_write_inside_the_exception_handler():
+    import sys
+
+    seen = []
+
+    def record(sender, task_result, **kwargs):
+        row = Job.objects.get(id=int(task_result.id))
+        seen.append((task_result.status, row.status, sys.exc_info()[0]))
+
+    task_finished.connect(record)
+    try:
+        ok = tasks.multiply.enqueue(1, 1)
+        bad = tasks.fails.using(priority=-1).enqueue("boom")
+        run_pending_jobs(with_scheduled=True)
+    finally:
+        task_finished.disconnect(record)
+    assert seen == [
+        (TaskResultStatus.SUCCESSFUL, JobStatus.SUCCESSFUL, None),
+        (TaskResultStatus.FAILED, JobStatus.FAILED, ValueError),
+    ]
+    assert ok.id != bad.id

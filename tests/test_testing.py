@@ -280,3 +280,53 @@ class TestFireDueSchedules:
             fire_due_schedules(at=end, names=["nope"])
         with pytest.raises(ValueError, match="aware"):
             fire_due_schedules(at=datetime(2026, 7, 1, 13, 0))
+
+
+def _run_in(mode: str, start) -> None:
+    """Enqueue with ``start()``, then run everything in ``mode``."""
+    if mode == "immediate":
+        with immediate_mode():
+            start()
+    else:
+        start()
+        run_pending_jobs()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("mode", ["run_pending_jobs", "immediate"])
+class TestFollowUpsRunOutsideAWorker:
+    """then= jobs, the next steps of a run and group callbacks: none is dropped."""
+
+    def test_a_chained_job_runs(self, mode):
+        Counter.objects.create(key="chained")
+        _run_in(mode, lambda: jobs.add.using(then=jobs.bump.prepare("chained")).enqueue(1, 1))
+        assert Counter.objects.get(key="chained").value == 1
+        assert set(Job.objects.values_list("status", flat=True)) == {JobStatus.SUCCESSFUL}
+
+    def test_every_step_of_a_run_runs(self, mode):
+        from tests.testapp.pipelines import OrderPipeline
+
+        for name in ("reserve", "charge", "confirm"):
+            Counter.objects.create(key=f"{name}-8")
+        runs = []
+        _run_in(mode, lambda: runs.append(OrderPipeline.start(8)))
+        (run,) = runs
+        assert run.jobs().count() == 3
+        assert run.status == JobStatus.SUCCESSFUL
+        assert run.result == "order 8 confirmed (R8)"
+
+    def test_a_group_callback_runs_after_its_members(self, mode):
+        from django_durable_jobs import group
+
+        handles = []
+        _run_in(
+            mode,
+            lambda: handles.append(
+                group(
+                    [jobs.add.prepare(1, 1), jobs.add.prepare(2, 2)], then=jobs.collect.prepare("t")
+                )
+            ),
+        )
+        (handle,) = handles
+        assert handle.callback.refresh().status == JobStatus.SUCCESSFUL
+        assert handle.callback.result == ["SUCCESSFUL", "SUCCESSFUL"]

@@ -55,3 +55,8 @@ def cancels() -> None:
     from django_durable_jobs import Cancel
 
     raise Cancel("not needed any more")
+
+
+@task
+def returns_a_set() -> object:
+    return {1, 2}

@@ -190,9 +190,7 @@ def received():
 
         def receiver(sender, _name=name, **kwargs):
             job_id = kwargs["context"].job_id
-            events.append(
-                {**kwargs, "signal": _name, "job_id": job_id, "row": row_state(job_id)}
-            )
+            events.append({**kwargs, "signal": _name, "job_id": job_id, "row": row_state(job_id)})
 
         receivers[name] = receiver
         getattr(signals, name).connect(receiver)
