@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     # many as its threads finish during one claim round trip: deep batches for
     # fast jobs, none for slow ones (None: 32 x CONCURRENCY; 0: never ahead). A
     # worker that is killed (not stopped) gives these back only when their
-    # lease expires, with the attempt counted although they never started.
+    # lease expires (uncounted: they never started).
     "PREFETCH": None,
     # Seconds an idle worker waits before looking for jobs again (a fallback to
     # LISTEN/NOTIFY on PostgreSQL; the only wake-up on SQLite).

@@ -199,6 +199,7 @@ class DurableJobsBackend(BaseTaskBackend):
         def written() -> None:
             # The stored row's values (its enqueued_at, and in immediate mode its
             # outcome): ``result == backend.get_result(result.id)`` from the start.
+            assert handle.id is not None  # written by now
             row = Job.objects.using(app_settings.DATABASE).get(id=handle.id)
             stored = to_task_result(row, task, self.alias)
             for field in dataclasses.fields(stored):  # the return value too

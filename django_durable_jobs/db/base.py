@@ -167,6 +167,10 @@ class Backend:
         """
         raise NotImplementedError
 
+    def listen_connection(self) -> Any:
+        """A new connection that receives the wake-up NOTIFYs (``supports_listen_notify``)."""
+        raise NotImplementedError(f"{self.vendor} has no LISTEN/NOTIFY: workers poll")
+
     def prepare_worker_connection(self) -> None:
         """Per-connection setup a worker needs (SQLite: WAL)."""
 

@@ -138,9 +138,9 @@ class Completer:
                     if item is None:
                         stopping = True
                     elif isinstance(item, tuple) and isinstance(item[0], Outcome):
-                        batch.append(item)  # type: ignore[arg-type]
+                        batch.append(item)
                     else:
-                        marks.append(item)  # type: ignore[arg-type]
+                        marks.append(item)
                     if stopping or len(batch) >= MAX_BATCH:
                         break
                     try:
