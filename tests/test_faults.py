@@ -67,6 +67,7 @@ def test_1_killed_worker_job_is_retried_by_another_after_its_lease(start_worker,
     assert lost["outcome"] == "worker_lost"
     assert "lease expired" in lost["message"]
     assert lost["worker"].replace("-", "") == victim_id.hex
+    assert "orphaned" not in job.meta  # it had started: charged, not given back
     assert not Job.objects.filter(status=JobStatus.RUNNING).exists()
     wait_for(lambda: victim_id not in worker_ids(), timeout=15)  # the dead worker's row goes
     print(f"\nkill -9 -> job done by another worker: {rescue_seconds:.1f}s (lease 2 s)")
