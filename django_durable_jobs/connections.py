@@ -39,21 +39,25 @@ class Backoff:
 def tidy_connections() -> None:
     """Reset this thread's connections for the next job (see the module docstring)."""
     for connection in connections.all(initialized_only=True):
-        connection.queries_log.clear()
-        if connection.connection is None:
-            continue
-        if (
-            connection.in_atomic_block
-            or connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]
-        ):
+        _tidy(connection)
+
+
+def _tidy(connection) -> None:
+    connection.queries_log.clear()
+    if connection.connection is None:
+        return
+    if (
+        connection.in_atomic_block
+        or connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]
+    ):
+        _close(connection)
+    elif connection.errors_occurred:
+        if connection.is_usable():
+            connection.errors_occurred = False
+        else:
             _close(connection)
-        elif connection.errors_occurred:
-            if connection.is_usable():
-                connection.errors_occurred = False
-            else:
-                _close(connection)
-        # Never expire by age: the worker owns the connection's lifetime.
-        connection.close_at = None
+    # Never expire by age: the worker owns the connection's lifetime.
+    connection.close_at = None
 
 
 class _LeftOpen(Exception):
@@ -83,22 +87,26 @@ def _driver_in_transaction(connection) -> bool:
     return False
 
 
-def discard_leaked_transactions(before: dict[str, int] | None = None) -> list[str]:
+def after_job(outer: dict[str, int] | None = None) -> list[str]:
     """Roll back what a job left open on this thread's connections; the aliases it affected.
 
-    ``before`` is ``transaction_depths()`` from before the job: blocks that were
-    open then (a test's transaction, around immediate mode) are not the job's.
     Called as each job returns, before its outcome is written: on SQLite an
     open transaction holds the database's only write lock, and nothing else
-    (the outcome, heartbeats, other processes' enqueues) could be written until
-    it ended. Atomic blocks are exited as if they raised (rolling back to
-    their savepoints, or the whole transaction); a raw transaction is ended by
-    closing the connection, which rolls it back on the server.
+    (the outcome, heartbeats, other processes' enqueues) could be written
+    until it ended. Atomic blocks the job entered are exited as if they
+    raised (rolling back to their savepoints, or the whole transaction); a
+    raw transaction is ended by closing the connection, which rolls it back
+    on the server.
+
+    ``outer`` is ``transaction_depths()`` from before an inline job: blocks that
+    were open then (a test's transaction, around immediate mode) are not the
+    job's, and the caller's connections are left as they are. Without it (a
+    worker's executor thread), the same pass also tidies the connections for
+    the next job (see ``tidy_connections``): one walk over them per job.
     """
-    before = before or {}
     leaked: list[str] = []
     for connection in connections.all(initialized_only=True):
-        base = before.get(connection.alias, 0)
+        base = outer.get(connection.alias, 0) if outer else 0
         if len(connection.atomic_blocks) > base:
             leaked.append(connection.alias)
             try:
@@ -112,6 +120,8 @@ def discard_leaked_transactions(before: dict[str, int] | None = None) -> list[st
             if connection.alias not in leaked:
                 leaked.append(connection.alias)
             _close(connection)
+        if outer is None:
+            _tidy(connection)
     return leaked
 
 

@@ -120,7 +120,7 @@ def run_claimed(job: ClaimedJob, alias: str, worker_id: uuid.UUID) -> tuple[Outc
     backend = get_backend(alias)
     recorder = Recorder(backend, worker_id=worker_id)
     outcome, written = execute(
-        job, backend=backend, recorder=recorder, worker_id=worker_id, enforce_timeout=True
+        job, backend=backend, recorder=recorder, worker_id=worker_id, inline=True
     )
     if written is None:
         written = recorder.write([outcome])

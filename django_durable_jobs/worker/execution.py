@@ -23,8 +23,8 @@ from django.db import connections, transaction
 
 from .. import registry, signals
 from ..connections import (
+    after_job,
     database_writable,
-    discard_leaked_transactions,
     is_database_unavailable,
     is_read_only_error,
     transaction_depths,
@@ -91,7 +91,7 @@ def execute(
     recorder: Recorder,
     worker_id: uuid.UUID | None,
     context: JobContext | None = None,
-    enforce_timeout: bool = False,
+    inline: bool = False,
 ) -> tuple[Outcome, Written | None]:
     """Run ``job``; its outcome, and what was written if this wrote it already (else None).
 
@@ -99,22 +99,32 @@ def execute(
     ``recorder``): ``Written.ids`` holds the job's id, or is empty when its
     lease was lost before the commit. Every other outcome is the caller's to
     write, which may batch it. ``job_started`` is sent before the attempt; the
-    end signals are the caller's, after the write (``Recorder.announce``). A
-    worker's watchdog enforces timeouts from outside; ``enforce_timeout`` makes
-    this call do it (inline runs).
+    end signals are the caller's, after the write (``Recorder.announce``).
+
+    On a worker's executor thread this also leaves the thread's connections
+    ready for its next job. ``inline``: the job runs in the caller's thread
+    (immediate mode, ``run_pending_jobs``): its timeout is enforced here (a
+    worker's watchdog does it from outside), and transactions the caller had
+    open before the job (a test's) are left alone.
     """
     context = context or context_for(job, worker_id)
     definition, load_error = load_definition(job.name)
     signals.send_started(context, definition)
     attempt = Attempt(job, worker_id)
+    outer = transaction_depths() if inline else None
     started = time.monotonic()
     written: Written | None = None
     try:
         if load_error is not None or definition is None:
             outcome = _not_loaded(attempt, load_error)
         else:
-            deadline = Deadline(job.timeout if enforce_timeout else None)
+            deadline = Deadline(job.timeout) if inline and job.timeout else None
             outcome, written = _run(attempt, context, definition, backend, recorder, deadline)
+        # Before the outcome is decided for good (and written): what the job left open
+        # would hold locks, on SQLite the only write lock, that its write needs.
+        leaked = after_job(outer)
+        if leaked:
+            outcome = _left_open(attempt, definition, outcome, written, leaked)
         if written is None:
             outcome = _outage_aware(attempt, outcome, backend.alias)
     except JobTimeout:
@@ -133,16 +143,43 @@ def _not_loaded(attempt: Attempt, exc: BaseException | None) -> Outcome:
     return outcomes.cannot_load(attempt, exc)
 
 
+def _left_open(
+    attempt: Attempt,
+    definition: JobDefinition[..., Any] | None,
+    outcome: Outcome,
+    written: Written | None,
+    leaked: list[str],
+) -> Outcome:
+    """The outcome of a job that left a transaction open (now rolled back)."""
+    if written is not None:
+        # An atomic job's own transaction committed; the leak was on another database.
+        logger.error(
+            "job #%s %s left a transaction open on %s; it was rolled back",
+            attempt.job.id,
+            attempt.job.name,
+            ", ".join(leaked),
+        )
+        return outcome
+    policy = definition.retry if definition is not None else DEFAULT_RETRY
+    cause = outcome.cause if outcome.status != JobStatus.SUCCESSFUL else None
+    return outcomes.left_transaction_open(attempt, leaked, policy, cause)
+
+
 def _call(
-    definition: JobDefinition[..., Any], args: list[Any], kwargs: dict[str, Any], deadline: Deadline
+    definition: JobDefinition[..., Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    deadline: Deadline | None,
 ) -> Any:
-    with deadline.guard():
-        if definition.is_async:
-            # A fresh event loop per async job, driven from this executor thread:
-            # sync_to_async() calls inside the job (the ORM) run back on this thread,
-            # with its tidied connection and, for atomic=True, inside its transaction.
-            return async_to_sync(definition.func)(*args, **kwargs)
-        return definition.func(*args, **kwargs)
+    if deadline is not None:
+        with deadline.guard():
+            return _call(definition, args, kwargs, None)
+    if definition.is_async:
+        # A fresh event loop per async job, driven from this executor thread:
+        # sync_to_async() calls inside the job (the ORM) run back on this thread,
+        # with its tidied connection and, for atomic=True, inside its transaction.
+        return async_to_sync(definition.func)(*args, **kwargs)
+    return definition.func(*args, **kwargs)
 
 
 def _succeeded(attempt: Attempt, definition: JobDefinition[..., Any], value: Any) -> Outcome:
@@ -155,13 +192,22 @@ def _succeeded(attempt: Attempt, definition: JobDefinition[..., Any], value: Any
     return outcomes.succeeded(attempt, value, follow_ups)
 
 
+def _raised(
+    attempt: Attempt, definition: JobDefinition[..., Any], exc: BaseException, deadline: Any
+) -> Outcome:
+    policy = definition.retry or DEFAULT_RETRY
+    if isinstance(exc, JobTimeout) and deadline is not None and deadline.fired:
+        return outcomes.timed_out(attempt, policy, safe_traceback(exc))
+    return outcomes.raised(attempt, exc, policy)
+
+
 def _run(
     attempt: Attempt,
     context: JobContext,
     definition: JobDefinition[..., Any],
     backend: Backend,
     recorder: Recorder,
-    deadline: Deadline,
+    deadline: Deadline | None,
 ) -> tuple[Outcome, Written | None]:
     job = attempt.job
     try:
@@ -171,25 +217,13 @@ def _run(
     if definition.takes_context:
         args = [context, *args]
     token = set_current(context)
-    before = transaction_depths()
     try:
         if definition.atomic:
-            return _run_atomic(
-                attempt, definition, args, kwargs, backend, recorder, before, deadline
-            )
-        error: BaseException | None = None
+            return _run_atomic(attempt, definition, args, kwargs, backend, recorder, deadline)
         try:
             value = _call(definition, args, kwargs, deadline)
         except BaseException as exc:
-            error = exc
-        leaked = discard_leaked_transactions(before)
-        policy = definition.retry or DEFAULT_RETRY
-        if leaked:
-            return outcomes.left_transaction_open(attempt, leaked, policy, error), None
-        if isinstance(error, JobTimeout) and deadline.fired:
-            return outcomes.timed_out(attempt, policy, safe_traceback(error)), None
-        if error is not None:
-            return outcomes.raised(attempt, error, policy), None
+            return _raised(attempt, definition, exc, deadline), None
         return _succeeded(attempt, definition, value), None
     finally:
         reset_current(token)
@@ -202,12 +236,10 @@ def _run_atomic(
     kwargs: dict[str, Any],
     backend: Backend,
     recorder: Recorder,
-    before: dict[str, int],
-    deadline: Deadline,
+    deadline: Deadline | None,
 ) -> tuple[Outcome, Written | None]:
     """The body and the success record commit together, or not at all."""
     job = attempt.job
-    policy = definition.retry or DEFAULT_RETRY
     connection = connections[backend.alias]
     outcome: Outcome | None = None
     written = Written()
@@ -216,8 +248,9 @@ def _run_atomic(
             depth = len(connection.atomic_blocks)
             value = _call(definition, args, kwargs, deadline)
             if len(connection.atomic_blocks) != depth:
-                # An atomic block the job entered and never left: undo it all.
-                # (closing the connection afterwards rolls the whole transaction back).
+                # An atomic block the job entered and never left: undo everything
+                # (after_job() rolls back what this block's exit leaves open).
+                policy = definition.retry or DEFAULT_RETRY
                 raise _RollBack(
                     outcomes.left_transaction_open(attempt, [backend.alias], policy, None)
                 )
@@ -238,23 +271,9 @@ def _run_atomic(
     except _RollBack as rollback:
         if rollback.outcome.error is not None:
             rollback.outcome.error["message"] += " (its database changes were rolled back)"
-        discard_leaked_transactions(before)
         return rollback.outcome, None
     except BaseException as exc:
-        leaked = discard_leaked_transactions(before)
-        if leaked:
-            return outcomes.left_transaction_open(attempt, leaked, policy, exc), None
-        if isinstance(exc, JobTimeout) and deadline.fired:
-            return outcomes.timed_out(attempt, policy, safe_traceback(exc)), None
-        return outcomes.raised(attempt, exc, policy), None
-    leaked = discard_leaked_transactions(before)
-    if leaked:  # on another database: this job's own changes are committed
-        logger.error(
-            "job #%s %s left a transaction open on %s; it was rolled back",
-            job.id,
-            job.name,
-            ", ".join(leaked),
-        )
+        return _raised(attempt, definition, exc, deadline), None
     return outcome, written
 
 

@@ -33,7 +33,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from .. import registry
-from ..connections import close_all, tidy_connections
+from ..connections import close_all
 from ..context import JobContext
 from ..db import Backend
 from ..exceptions import JobTimeout
@@ -258,7 +258,7 @@ class JobPool:
         with self.lock:
             self.slots[job.id] = slot
         try:
-            tidy_connections()
+            # (No tidy here: execute() leaves this thread's connections ready for the next job.)
             if self._marks_first(job) and not self._mark_before_start(slot):
                 return False
             with self.lock:
@@ -298,6 +298,7 @@ class JobPool:
             # A bug of ours around the job (execute itself never raises): the job
             # is recorded, never left RUNNING.
             logger.exception("internal error while running job #%s", job.id)
+            close_all()  # whatever state our failure left the connections in
             if not slot.finished:
                 slot.finished = True
                 internal = outcomes.internal_error(slot.attempt(self.worker_id), exc)
