@@ -113,6 +113,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 "turn the backlog check off.",
             )
         )
+    errors += _check_backoff(values)
     errors += _check_retention(values["RETENTION"])
     errors += _check_queues(values)
     errors += _check_database(values["DATABASE"])
@@ -146,6 +147,32 @@ def _check_periodic(config: Any) -> list[CheckMessage]:
         )
         for problem in problems
     ]
+
+
+def _check_backoff(values: dict[str, Any]) -> list[CheckMessage]:
+    """The default retry backoff: a jitter fraction, and a cap not below the base."""
+    errors: list[CheckMessage] = []
+    jitter = values["RETRY_JITTER"]
+    if _number(jitter, minimum=0) and jitter > 1:
+        errors.append(
+            _error(
+                "E010",
+                f"DURABLE_JOBS['RETRY_JITTER'] is {jitter!r}; it is a fraction of each delay, "
+                "from 0 (none) to 1 (anywhere from 0 to twice the delay).",
+                "0.2 (the default) spreads retries by +/- 20%.",
+            )
+        )
+    base, cap = values["RETRY_BASE_DELAY"], values["RETRY_MAX_DELAY"]
+    if _number(base, minimum=0) and _number(cap, minimum=0) and cap < base:
+        errors.append(
+            _error(
+                "E010",
+                f"DURABLE_JOBS['RETRY_MAX_DELAY'] ({cap!r}) is below RETRY_BASE_DELAY "
+                f"({base!r}): every retry would wait the cap, and the backoff would not grow.",
+                "Raise RETRY_MAX_DELAY, or lower RETRY_BASE_DELAY.",
+            )
+        )
+    return errors
 
 
 def _check_retention(retention: Any) -> list[CheckMessage]:

@@ -19,6 +19,8 @@ from .rows import PreparedJob
 from .serialization import dumps, encode_payload
 from .uniqueness import Unique, as_unique, check_concurrency, concurrency_key, unique_key
 from .validation import (
+    CallShape,
+    check_call,
     check_delay,
     check_max_attempts,
     check_name,
@@ -79,12 +81,16 @@ class JobDefinition(Generic[P, R]):
     after: Callable[[Any, Any], tuple[Any, list[Any]]] | None = None
     #: Whether ``func`` is a coroutine function, worked out once (the worker asks per run).
     is_async: bool = dataclasses.field(init=False, default=False)
+    #: The calls ``func`` accepts (without the context it may take), checked at enqueue.
+    call_shape: CallShape | None = dataclasses.field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
             object.__setattr__(self, attribute, getattr(self.func, attribute, None))
         object.__setattr__(self, "__wrapped__", self.func)
         object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.func))
+        shape = CallShape.of(self.func, skip_first=self.takes_context)
+        object.__setattr__(self, "call_shape", shape)
 
     @property
     def path(self) -> str:
@@ -167,6 +173,7 @@ class JobDefinition(Generic[P, R]):
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> PreparedJob:
         """Validate and encode one call without writing it; for ``enqueue_many``."""
         queue = check_queue(self.resolved_queue())
+        check_call(self.name, self.call_shape, args, kwargs)
         args_json, kwargs_json = encode_payload(args, kwargs, app_settings.MAX_PAYLOAD_BYTES)
         meta: dict[str, Any] = {}
         hashed_key, states = None, 0

@@ -179,6 +179,12 @@ def _name_problem(name: Any, spec: Any, *, in_dict: bool) -> str | None:
         return f"PERIODIC entry name {name!r} has leading or trailing spaces; remove them."
     if len(name) > MAX_NAME_LENGTH:
         return f"PERIODIC entry name {name[:40]!r}... is longer than {MAX_NAME_LENGTH} characters."
+    if any(ord(char) < 32 or 0x7F <= ord(char) <= 0x9F for char in name):
+        # NUL cannot be stored at all; the others would reach logs and terminals raw.
+        return (
+            f"PERIODIC entry name {name!r} contains a control character; use letters, digits, "
+            "spaces and punctuation only."
+        )
     if in_dict and isinstance(spec, dict) and spec.get("name", name) != name:
         return (
             f"PERIODIC entry {name!r} has name={spec['name']!r}; in the dict form the key is the "

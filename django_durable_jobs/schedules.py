@@ -17,6 +17,7 @@ as UTC instants. Around daylight-saving changes (see docs/howto/periodic-jobs.md
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -261,11 +262,25 @@ class Schedule:
         return describe_cron(self.expression)
 
 
+#: A numeric range of a cron field, with an optional step: ``5-10``, ``0-30/5``.
+_RANGE = re.compile(r"(\d+)-(\d+)(?:/\d+)?")
+
+
 def parse_schedule(text: str, timezone: str | tzinfo) -> Schedule:
     """Parse a schedule (keyword, macro, cron or English) on the wall clock of ``timezone``."""
     expression = to_cron(text)
     zone = get_zone(timezone if not isinstance(timezone, tzinfo) else str(timezone))
     seconds_first = len(expression.split(" ")) == 6
+    for part in re.split(r"[ ,]", expression):
+        bounds = _RANGE.fullmatch(part)
+        if bounds and int(bounds[1]) > int(bounds[2]):
+            start, end = bounds[1], bounds[2]
+            raise InvalidSchedule(
+                f"schedule={text!r} has the range {part!r}, which starts after it ends "
+                f"(croniter would wrap it around). Write {end}-{start} if you meant that range, "
+                f"or spell out a wrap-around as two ranges (for hours: {start}-23,0-{end}; for "
+                f"minutes: {start}-59,0-{end})."
+            )
     try:
         probe = _croniter(expression, datetime(2000, 1, 1))
         hours = probe.expanded[1]

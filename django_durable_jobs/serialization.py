@@ -102,6 +102,11 @@ def encode(value: Any, path: str) -> Any:
             raise InvalidJobArguments(
                 f"{path} is {value!r}, which JSON cannot represent; pass None or a finite number."
             )
+        negative_zero = value == 0.0 and math.copysign(1.0, value) < 0.0
+        if negative_zero or (abs(value) >= 1e16 and value.is_integer()):
+            # PostgreSQL's jsonb keeps numbers as decimals: 1e+16 would come back as
+            # the int 10000000000000000, -0.0 as 0.0. Written as text, they stay floats.
+            return {TAG: "float", "v": repr(value)}
         return value
     if kind is list:
         return [encode(item, f"{path}[{i}]") for i, item in enumerate(value)]
@@ -149,6 +154,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "time": dt.time.fromisoformat,
     "timedelta": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
     "decimal": decimal.Decimal,
+    "float": float,
     "uuid": uuid.UUID,
     "tuple": lambda v: tuple(decode(item) for item in v),
     "dict": lambda v: {key: decode(item) for key, item in v.items()},
@@ -184,16 +190,23 @@ def dumps(value: Any, *, sort_keys: bool = False) -> str:
 
 def encode_payload(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], max_bytes: int):
     """Encode job arguments; return ``(args_json, kwargs_json)`` or raise before any write."""
-    encoded_args = [encode(value, f"args[{i}]") for i, value in enumerate(args)]
-    if kwargs:
-        encoded_kwargs = {}
-        for key, value in kwargs.items():
-            _check_str(key, f"kwargs key {key!r}")
-            encoded_kwargs[key] = encode(value, f"kwargs[{key!r}]")
-        kwargs_json = _ENCODE(encoded_kwargs)
-    else:
-        kwargs_json = "{}"
-    args_json = _ENCODE(encoded_args)
+    try:
+        encoded_args = [encode(value, f"args[{i}]") for i, value in enumerate(args)]
+        if kwargs:
+            encoded_kwargs = {}
+            for key, value in kwargs.items():
+                _check_str(key, f"kwargs key {key!r}")
+                encoded_kwargs[key] = encode(value, f"kwargs[{key!r}]")
+            kwargs_json = _ENCODE(encoded_kwargs)
+        else:
+            kwargs_json = "{}"
+        args_json = _ENCODE(encoded_args)
+    except RecursionError:
+        raise InvalidJobArguments(
+            "The job's arguments are nested too deeply to store (lists or dicts inside each "
+            "other hundreds of levels deep, or a structure that contains itself). Flatten them, "
+            "or store the data elsewhere and pass a reference."
+        ) from None
     # UTF-8 takes at most 4 bytes per character: count bytes only near the limit.
     size = len(args_json) + len(kwargs_json)
     if max_bytes and size * 4 > max_bytes:

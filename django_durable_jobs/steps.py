@@ -28,6 +28,7 @@ hand-off itself happens exactly once. A failed step can be retried (admin,
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -214,9 +215,15 @@ def _runner(cls: type[Steps], attr: str) -> Callable[..., Any]:
     def run_step(*args: Any, **kwargs: Any) -> Any:
         return getattr(cls(), attr)(*args, **kwargs)
 
+    method = getattr(cls, attr)
     run_step.__name__ = run_step.__qualname__ = attr
     run_step.__module__ = cls.__module__
-    run_step.__doc__ = getattr(cls, attr).__doc__
+    run_step.__doc__ = method.__doc__
+    # The method's own parameters, without self: what enqueue checks a call against.
+    signature = inspect.signature(method)
+    run_step.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
+    )
     return run_step
 
 

@@ -352,6 +352,11 @@ def _runner(task: Any, alias: str) -> Callable[..., Any]:
             return func(*args, **kwargs)
 
     functools.update_wrapper(run, func)
+    if task.takes_context:  # what enqueue checks a call against: without the context
+        signature = inspect.signature(func)
+        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=list(signature.parameters.values())[1:]
+        )
     return run
 
 

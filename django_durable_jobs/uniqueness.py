@@ -112,9 +112,10 @@ def check_concurrency(key: Any, limit: Any) -> None:
             f"concurrency_key={key!r} must be a string (a template such as "
             "'customer:{customer_id}') or a function of the job's arguments."
         )
-    if type(limit) is not int or limit < 1:
+    if type(limit) is not int or not 1 <= limit <= 2**31 - 1:
         raise InvalidJobOptions(
-            f"concurrency_limit={limit!r} is invalid: use an integer >= 1 (1: one at a time)."
+            f"concurrency_limit={limit!r} is invalid: use an integer from 1 (one at a time) "
+            f"to {2**31 - 1:,}."
         )
 
 

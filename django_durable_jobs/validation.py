@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,9 +14,37 @@ from django.utils import timezone
 
 from .conf import app_settings
 from .constants import MAX_JOB_NAME_LENGTH, PRIORITY_MAX, PRIORITY_MIN, QUEUE_NAME_PATTERN
-from .exceptions import InvalidJobOptions, UnknownQueue
+from .exceptions import InvalidJobArguments, InvalidJobOptions, UnknownQueue
 
 _QUEUE_RE = re.compile(QUEUE_NAME_PATTERN)
+
+#: The most attempts a job can have: the attempts columns are 32-bit integers.
+MAX_ATTEMPTS_LIMIT = 2**31 - 1
+#: The longest delay and timeout accepted (seconds): a century. Far beyond any use,
+#: and well inside what every database's timestamps and intervals can hold.
+MAX_SECONDS = 100 * 365 * 86400
+
+
+def _seconds(value: Any, option: str, *, zero_ok: bool, fix: str) -> float:
+    """A finite number of seconds in range (a timedelta counts), or ``InvalidJobOptions``."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    valid = not isinstance(value, bool) and isinstance(value, int | float)
+    if valid:
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            valid = False
+        else:
+            valid = math.isfinite(seconds) and (seconds >= 0 if zero_ok else seconds > 0)
+            valid = valid and seconds <= MAX_SECONDS
+    if not valid:
+        bound = ">= 0" if zero_ok else "> 0"
+        raise InvalidJobOptions(
+            f"{option}={value!r} is invalid: use a finite number of seconds {bound} and at most "
+            f"{MAX_SECONDS:,} (100 years), {fix}."
+        )
+    return seconds
 
 
 def check_name(name: Any) -> str:
@@ -51,9 +82,10 @@ def check_queue(queue: Any, *, against_settings: bool = True) -> str:
 
 
 def check_max_attempts(max_attempts: Any) -> int:
-    if type(max_attempts) is not int or max_attempts < 1:
+    if type(max_attempts) is not int or not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
         raise InvalidJobOptions(
-            f"max_attempts={max_attempts!r} is invalid: use an integer >= 1 (1 means no retries)."
+            f"max_attempts={max_attempts!r} is invalid: use an integer from 1 (no retries) to "
+            f"{MAX_ATTEMPTS_LIMIT:,}."
         )
     return max_attempts
 
@@ -61,23 +93,11 @@ def check_max_attempts(max_attempts: Any) -> int:
 def check_timeout(timeout: Any) -> float | None:
     if timeout is None:
         return None
-    if isinstance(timeout, timedelta):
-        timeout = timeout.total_seconds()
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise InvalidJobOptions(
-            f"timeout={timeout!r} is invalid: use a number of seconds > 0, a timedelta, or None."
-        )
-    return float(timeout)
+    return _seconds(timeout, "timeout", zero_ok=False, fix="a timedelta, or None (no timeout)")
 
 
 def check_delay(delay: Any) -> float:
-    if isinstance(delay, timedelta):
-        delay = delay.total_seconds()
-    if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-        raise InvalidJobOptions(
-            f"delay={delay!r} is invalid: use a number of seconds >= 0 or a timedelta."
-        )
-    return float(delay)
+    return _seconds(delay, "delay", zero_ok=True, fix="or a timedelta")
 
 
 def check_run_at(run_at: Any) -> datetime:
@@ -92,3 +112,94 @@ def check_run_at(run_at: Any) -> datetime:
     if not settings.USE_TZ and timezone.is_aware(run_at):
         return timezone.make_naive(run_at)
     return run_at
+
+
+class CallShape:
+    """The calls a job function accepts, worked out once, checked at every enqueue.
+
+    A job enqueued with arguments its function cannot take would fail every
+    attempt on the worker with a ``TypeError``; the check makes it fail at the
+    call site instead, before anything is written. ``accepts`` is a fast test
+    of the common shapes; anything it doubts goes to ``inspect.Signature.bind``,
+    whose error message is Python's own.
+    """
+
+    def __init__(self, signature: inspect.Signature) -> None:
+        self.signature = signature
+        params = list(signature.parameters.values())
+        kinds = inspect.Parameter
+        positional = [
+            p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+        ]
+        self.n_positional = len(positional)
+        self.n_positional_only = sum(p.kind is kinds.POSITIONAL_ONLY for p in params)
+        self.by_name = {
+            p.name: index
+            for index, p in enumerate(positional)
+            if p.kind is kinds.POSITIONAL_OR_KEYWORD
+        }
+        self.required = [index for index, p in enumerate(positional) if p.default is p.empty]
+        self.keyword_only = {p.name for p in params if p.kind is kinds.KEYWORD_ONLY}
+        self.required_keyword_only = {
+            p.name for p in params if p.kind is kinds.KEYWORD_ONLY and p.default is p.empty
+        }
+        self.var_positional = any(p.kind is kinds.VAR_POSITIONAL for p in params)
+        self.var_keyword = any(p.kind is kinds.VAR_KEYWORD for p in params)
+        self.names = [p.name for p in positional]
+
+    @staticmethod
+    @functools.cache
+    def of(func: Any, *, skip_first: bool = False) -> CallShape | None:
+        """The shape of ``func``'s calls (``skip_first``: a context it is given); None: unknown.
+
+        Cached: ``using()`` makes a new definition of the same function per call.
+        """
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError):
+            return None
+        if skip_first:
+            params = list(signature.parameters.values())[1:]
+            signature = signature.replace(parameters=params)
+        return CallShape(signature)
+
+    def accepts(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> bool:
+        """True when the call is certainly valid (False: ask ``problem``)."""
+        given = len(args)
+        if given > self.n_positional and not self.var_positional:
+            return False
+        if given < self.n_positional_only and any(
+            i < self.n_positional_only for i in self.required
+        ):
+            return False
+        for key in kwargs:
+            index = self.by_name.get(key)
+            if index is not None:
+                if index < given:
+                    return False  # given twice
+            elif key not in self.keyword_only and not self.var_keyword:
+                return False
+        for index in self.required:
+            if index >= given and self.names[index] not in kwargs:
+                return False
+        return all(name in kwargs for name in self.required_keyword_only)
+
+    def problem(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str | None:
+        """Python's own complaint about the call, or None when it is valid after all."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            return str(exc)
+        return None
+
+
+def check_call(name: str, shape: CallShape | None, args: Any, kwargs: dict[str, Any]) -> None:
+    """Raise ``InvalidJobArguments`` (naming the signature) unless ``shape`` takes the call."""
+    if shape is None or shape.accepts(args, kwargs):
+        return
+    problem = shape.problem(args, kwargs)
+    if problem is not None:
+        raise InvalidJobArguments(
+            f"{name}{shape.signature} cannot be called with these arguments: {problem}. "
+            "Fix the call (nothing was enqueued)."
+        )

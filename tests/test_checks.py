@@ -105,3 +105,23 @@ def test_runworker_refuses_to_start_on_errors(settings):
     settings.DURABLE_JOBS = {"CONCURRENCY": -1}
     with pytest.raises(SystemCheckError, match=r"django_durable_jobs\.E003"):
         call_command("runworker", "--burst", skip_checks=False)
+
+
+# -- strict settings (issue: a bad setting is a check error, with the fix) -------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"RETRY_JITTER": 1.5}, "RETRY_JITTER"),
+        ({"RETRY_BASE_DELAY": 60, "RETRY_MAX_DELAY": 10}, "RETRY_MAX_DELAY"),
+    ],
+)
+def test_inconsistent_backoff_settings_are_errors(settings, overrides, fragment):
+    from django_durable_jobs.checks import check_settings
+
+    settings.DURABLE_JOBS = {**settings.DURABLE_JOBS, **overrides}
+    messages = [m for m in check_settings() if m.id == "django_durable_jobs.E010"]
+    assert len(messages) == 1
+    assert fragment in messages[0].msg
+    assert messages[0].hint

@@ -124,14 +124,14 @@ def test_retry_by_filter_json_and_dry_run():
     assert code == 0
     assert (data["done"], data["dry_run"]) == (3, True)
     assert Job.objects.filter(status=JobStatus.FAILED).count() == 4
-    code, data = jobs_json("retry", "--status", "FAILED", "--queue", "emails")
+    code, data = jobs_json("retry", "--status", "FAILED", "--queue", "emails", "--yes")
     assert (code, data["done"], data["refused"]) == (0, 3, {})
     assert Job.objects.filter(status=JobStatus.FAILED).count() == 1
 
 
 def test_retry_past_the_limit_exits_1():
     make_jobs(3, JobStatus.FAILED)
-    code, data = jobs_json("retry", "--status", "FAILED", "--limit", "2")
+    code, data = jobs_json("retry", "--status", "FAILED", "--limit", "2", "--yes")
     assert (code, data["done"], data["remaining"]) == (1, 2, True)
 
 
@@ -167,11 +167,11 @@ def test_purge_by_filter_and_by_retention():
     assert code == 0
     assert out.startswith("2 jobs would be deleted (status SUCCESSFUL, finished before ")
     assert Job.objects.count() == 5
-    code, data = jobs_json("purge", "--status", "SUCCESSFUL", "--older-than", "30d")
+    code, data = jobs_json("purge", "--status", "SUCCESSFUL", "--older-than", "30d", "--yes")
     assert (code, data["done"]) == (0, 2)
     code, data = jobs_json("purge", "--dry-run")
     assert data["by_status"]["FAILED"]["would_delete"] == 1
-    code, out, _ = jobs("purge")
+    code, out, _ = jobs("purge", "--no-input")
     assert code == 0
     assert "FAILED: kept 30d; 1 deleted" in out
     assert "SUCCESSFUL: kept 7d; 0 deleted" in out

@@ -61,6 +61,8 @@ def test_the_list_form_and_the_helpers(settings):
         ({"x" * 201: GOOD}, "E101", "x" * 201, "longer than 200"),
         ({"a": {**GOOD, "name": "b"}}, "E101", "a", "the key is the name"),
         ([GOOD], "E101", "#1", "non-empty name"),
+        ({"night\x00ly": GOOD}, "E101", "night\x00ly", "control character"),
+        ({"night\x1b[2Jly": GOOD}, "E101", "night\x1b[2Jly", "control character"),
         ([{**GOOD, "name": "dup"}, {**GOOD, "name": "dup"}], "E102", "dup", "more than once"),
         ({"nightly": "0 3 * * *"}, "E103", "nightly", "must be a dict"),
         ({"nightly": {"schedule": "hourly"}}, "E103", "nightly", "has no 'job'"),
@@ -69,6 +71,8 @@ def test_the_list_form_and_the_helpers(settings):
         ({"nightly": {**GOOD, "schedule": "every 7 minutes"}}, "E104", "nightly", "divide"),
         ({"nightly": {**GOOD, "schedule": "61 * * * *"}}, "E104", "nightly", "not a valid cron"),
         ({"nightly": {**GOOD, "schedule": "0 0 31 2 *"}}, "E104", "nightly", "never fires"),
+        ({"nightly": {**GOOD, "schedule": "5-1 * * * *"}}, "E104", "nightly", "starts after"),
+        ({"nightly": {**GOOD, "schedule": "0 22-2 * * *"}}, "E104", "nightly", "22-23,0-2"),
         ({"nightly": {**GOOD, "timezone": "Europe/Pariss"}}, "E105", "nightly", "IANA"),
         ({"nightly": {**GOOD, "job": "shop.jobs.nope"}}, "E106", "nightly", "does not import"),
         (

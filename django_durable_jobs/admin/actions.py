@@ -86,7 +86,9 @@ def _action(
 
 
 retry_jobs = _action("retry_jobs", operations.retry, "retry", _("Retry (FAILED, CANCELLED)"))
-cancel_jobs = _action("cancel_jobs", operations.cancel, "cancel", _("Cancel (READY, RUNNING)"))
+cancel_jobs = _action(
+    "cancel_jobs", operations.cancel, "cancel", _("Cancel (READY, RUNNING)"), confirm=True
+)
 run_jobs_now = _action(
     "run_jobs_now", operations.run_now, "run_now", _("Run now (scheduled READY)")
 )

@@ -2,6 +2,9 @@
 
 Job names come from the registry and queue names from a loose index scan
 (``operations.queue_names``), never from ``SELECT DISTINCT`` over the history.
+A value a filter does not know is an error (Django's "invalid lookup"
+page), never ignored: an ignored filter would widen "every job matching" to
+every job.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 from django.http import HttpRequest
@@ -32,9 +36,12 @@ class StatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
-        if value in JobStatus.values:
-            return queryset.filter(status=value)
-        return queryset
+        if value is None:
+            return queryset
+        if value not in JobStatus.values:
+            # Never widened to "every job": an action on all matching would hit them all.
+            raise IncorrectLookupParameters(f"unknown status {value!r}")
+        return queryset.filter(status=value)
 
 
 class QueueFilter(admin.SimpleListFilter):
@@ -106,5 +113,9 @@ class PeriodFilter(admin.SimpleListFilter):
         return [(key, label) for key, (label, _condition) in _PERIODS.items()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        entry = _PERIODS.get(self.value() or "")
-        return queryset.filter(entry[1]) if entry else queryset
+        value = self.value()
+        if value is None:
+            return queryset
+        if value not in _PERIODS:
+            raise IncorrectLookupParameters(f"unknown period {value!r}")
+        return queryset.filter(_PERIODS[value][1])

@@ -89,6 +89,16 @@ class JobAdmin(admin.ModelAdmin):
     def has_payload_permission(self, request: HttpRequest) -> bool:
         return self._perm(request, "view_job_payload")
 
+    def lookup_allowed(self, lookup: str, value: str, request: Any = None) -> bool:
+        """No lookup from the query string beyond the declared filters and the search.
+
+        Django allows lookups on related and list-filtered fields by default; here
+        ``?kwargs__password__startswith=a`` would tell a user without
+        ``view_job_payload`` whether some job's hidden argument starts with "a",
+        one character at a time. Refused lookups are a 400, never a 500.
+        """
+        return lookup in {list_filter.parameter_name for list_filter in self.list_filter}
+
     # -- list ----------------------------------------------------------------
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         queryset = super().get_queryset(request).using(self.database).defer(*PAYLOAD_FIELDS)

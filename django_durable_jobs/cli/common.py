@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+_PLAIN_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -35,19 +37,36 @@ def usage_error(message: str) -> CommandError:
     return CommandError(message, returncode=EXIT_USAGE)
 
 
+#: The longest duration a command takes (a century): beyond it, datetime arithmetic fails.
+_MAX_SECONDS = 100 * 365 * 86400
+
+
 def parse_duration(text: str) -> timedelta:
-    """``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` or combinations like ``1h30m``."""
+    """``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` or combinations like ``1h30m``.
+
+    Positive and finite only: ``--older-than -5`` would otherwise mean "finished
+    before 5 seconds from now", which is every finished job.
+    """
     value = text.strip().lower()
-    try:
-        return timedelta(seconds=float(value))
-    except ValueError:
-        pass
     parts = _DURATION_PART.findall(value)
-    if not parts or "".join(number + unit for number, unit in parts) != value:
+    if parts and "".join(number + unit for number, unit in parts) == value:
+        seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
+    else:
+        try:
+            seconds = float(value) if _PLAIN_NUMBER.fullmatch(value) else float("nan")
+        except ValueError:
+            seconds = float("nan")
+    if not (0 < seconds <= _MAX_SECONDS):  # also false for NaN
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration: use e.g. 90s, 15m, 12h, 7d, 2w or 1h30m"
+            f"{text!r} is not a duration: use a positive amount such as 90s, 15m, 12h, 7d, "
+            "2w or 1h30m (at most 100 years)"
         )
-    return timedelta(seconds=sum(float(number) * _UNITS[unit] for number, unit in parts))
+    return timedelta(seconds=seconds)
+
+
+def positive_seconds(text: str) -> float:
+    """A positive, finite number of seconds (``--max-ready-age``)."""
+    return parse_duration(text).total_seconds()
 
 
 def _statuses(text: str) -> list[str]:
@@ -110,7 +129,30 @@ def add_json_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def write_json(command: Any, data: Any) -> None:
-    command.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    # json escapes C0 controls; escape C1 and the bidi overrides as well (valid JSON).
+    command.stdout.write(_UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+#: Characters in job data that a terminal would act on (escape sequences, cursor and
+#: bidirectional controls): shown as escapes, never written raw.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: Any) -> str:
+    """``text`` safe to print on a terminal: control characters as ``\\x1b``-style escapes.
+
+    Job names, errors and tracebacks come from job code and arguments: an error
+    message must not be able to retitle, clear or rewrite the operator's terminal.
+    Newlines and tabs are kept.
+    """
+    return _UNSAFE.sub(_escape, str(text))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def format_time(value: datetime | None) -> str:
@@ -140,13 +182,48 @@ def format_age(seconds: float | None) -> str:
 
 
 def clip(text: str | None, width: int) -> str:
-    text = " ".join((text or "").split())
+    text = printable(" ".join((text or "").split()))
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def add_confirmation_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--yes",
+        "--no-input",
+        "--noinput",
+        dest="yes",
+        action="store_true",
+        help="do not ask for confirmation (needed without a terminal)",
+    )
+
+
+def confirm(command: Any, options: dict[str, Any], what: str) -> None:
+    """Ask before a destructive change, as Django's ``flush`` does; raise unless confirmed.
+
+    Without a terminal (a script, cron) nothing is asked and nothing is done
+    unless ``--yes`` (``--no-input``) was given: a mistyped command in a script
+    must not act by itself.
+    """
+    if options.get("yes"):
+        return
+    try:
+        on_a_terminal = sys.stdin.isatty()
+    except (AttributeError, OSError, ValueError):  # replaced or closed stdin
+        on_a_terminal = False
+    if not on_a_terminal:
+        raise usage_error(
+            f"this would {what}; nothing was done. Add --yes (or --no-input) to do it "
+            "without a terminal, or --dry-run to look first."
+        )
+    command.stdout.write(f"This will {what}.")
+    answer = input("Type 'yes' to continue, or anything else to cancel: ")
+    if answer.strip().lower() != "yes":
+        raise CommandError("Cancelled: nothing was done.", returncode=EXIT_INCOMPLETE)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain, aligned text table (numbers right-aligned)."""
-    cells = [[str(value) for value in row] for row in rows]
+    cells = [[printable(value) for value in row] for row in rows]
     widths = [len(header) for header in headers]
     for row in cells:
         widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]

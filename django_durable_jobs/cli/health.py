@@ -8,7 +8,15 @@ from typing import Any
 from django.db import DatabaseError
 
 from .. import operations
-from .common import EXIT_INCOMPLETE, EXIT_OK, add_json_argument, format_age, usage_error, write_json
+from .common import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    add_json_argument,
+    format_age,
+    positive_seconds,
+    usage_error,
+    write_json,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -21,7 +29,7 @@ def register(subparsers: Any) -> None:
         "never fail the check. Exit 1 otherwise, or when the database cannot be reached.",
     )
     parser.add_argument("--min-workers", type=int, default=1, metavar="N")
-    parser.add_argument("--max-ready-age", type=float, metavar="SECONDS")
+    parser.add_argument("--max-ready-age", type=positive_seconds, metavar="SECONDS")
     parser.add_argument("--queue", action="append", default=[], metavar="Q")
     hosts = parser.add_mutually_exclusive_group()
     hosts.add_argument("--host", metavar="NAME", help="count only workers on this host")

@@ -11,8 +11,10 @@ from ..operations import OperationResult
 from .common import (
     EXIT_INCOMPLETE,
     EXIT_OK,
+    add_confirmation_argument,
     add_filter_arguments,
     add_json_argument,
+    confirm,
     filter_from_options,
     usage_error,
     write_json,
@@ -33,6 +35,7 @@ def register_job_action(
     parser.add_argument(
         "--dry-run", action="store_true", help="count the jobs it would act on; change nothing"
     )
+    add_confirmation_argument(parser)
     add_json_argument(parser)
     parser.set_defaults(
         handler=lambda command, options: run_job_action(command, options, operation)
@@ -61,6 +64,10 @@ def run_job_action(command: Any, options: dict[str, Any], operation: Operation) 
     if limit is not None and limit < 1:
         raise usage_error("--limit must be at least 1")
     try:
+        if not ids and not options["dry_run"]:  # a filter: say what it matches, and ask
+            preview = operation(job_filter, limit=limit, dry_run=True)
+            verb = options["subcommand"].replace("-", " ")
+            confirm(command, options, f"{verb} {preview.count_text()} ({job_filter.describe()})")
         result = operation(
             ids or job_filter, actor=actor(), limit=limit, dry_run=options["dry_run"]
         )

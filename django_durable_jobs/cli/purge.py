@@ -11,8 +11,10 @@ from ..operations.selection import jobs
 from .common import (
     EXIT_INCOMPLETE,
     EXIT_OK,
+    add_confirmation_argument,
     add_filter_arguments,
     add_json_argument,
+    confirm,
     filter_from_options,
     format_age,
     usage_error,
@@ -33,6 +35,7 @@ def register(subparsers: Any) -> None:
     add_filter_arguments(parser)
     parser.add_argument("--limit", type=int, metavar="N", help="delete at most N jobs")
     parser.add_argument("--dry-run", action="store_true", help="count; delete nothing")
+    add_confirmation_argument(parser)
     add_json_argument(parser)
     parser.set_defaults(handler=handle)
 
@@ -44,6 +47,9 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         raise usage_error("--limit must be at least 1")
     if job_filter.is_empty:
         return _by_retention(command, options)
+    if not options["dry_run"]:
+        preview = operations.purge(job_filter, limit=limit, dry_run=True)
+        confirm(command, options, f"delete {preview.count_text()} ({job_filter.describe()})")
     result = operations.purge(job_filter, actor=actor(), limit=limit, dry_run=options["dry_run"])
     if options["json"]:
         write_json(command, result.as_dict())
@@ -69,6 +75,7 @@ def _by_retention(command: Any, options: dict[str, Any]) -> int:
             entry.update(would_delete=count, at_least=not exact)
         report[status] = entry
     if not options["dry_run"]:
+        confirm(command, options, "delete the finished jobs past DURABLE_JOBS['RETENTION']")
         result = operations.prune_expired(now=now, periods=periods)
         for status, count in result.deleted.items():
             report[status]["deleted"] = count

@@ -8,7 +8,14 @@ from typing import Any
 from .. import operations
 from ..models import Job
 from ..operations.selection import jobs
-from .common import EXIT_INCOMPLETE, EXIT_OK, add_json_argument, format_time, write_json
+from .common import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    add_json_argument,
+    format_time,
+    printable,
+    write_json,
+)
 from .list import job_summary
 
 CLIP = 2000
@@ -51,8 +58,12 @@ def _clip(text: str, full: bool) -> str:
     return f"{text[:CLIP]}\n… ({len(text) - CLIP:,} more characters: --full shows them)"
 
 
+#: Job ids are 64-bit: a larger number names no job (and would not fit in a query).
+MAX_ID = 2**63 - 1
+
+
 def handle(command: Any, options: dict[str, Any]) -> int:
-    job = jobs().filter(id=options["id"]).first()
+    job = jobs().filter(id=options["id"]).first() if 0 < options["id"] <= MAX_ID else None
     if job is None:
         command.stderr.write(f"No job #{options['id']}.")
         return EXIT_INCOMPLETE
@@ -60,7 +71,10 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         write_json(command, job_details(job))
         return EXIT_OK
     full = options["full"]
-    out = command.stdout.write
+
+    def out(text: str) -> None:
+        command.stdout.write(printable(text))
+
     out(f"Job #{job.id}  {job.name}  [{job.status}]")
     facts = [
         ("queue", job.queue),

@@ -51,6 +51,11 @@ class OperationResult:
         """Everything asked for was done: nothing refused, nothing left over."""
         return not self.refused and not self.remaining
 
+    def count_text(self) -> str:
+        """``1,234 jobs`` (``+`` when capped): how many a dry run found it would change."""
+        plus = "+" if self.done_at_least or self.remaining else ""
+        return f"{self.done:,}{plus} job{'' if self.done == 1 and not plus else 's'}"
+
     def summary(self) -> str:
         """One sentence for a message or a terminal."""
         verb = {

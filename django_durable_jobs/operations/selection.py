@@ -100,6 +100,9 @@ class Selection:
 
 Target = Selection | JobFilter | QuerySet | Iterable[int]
 
+#: The largest job id (the primary key is a 64-bit integer).
+MAX_ID = 2**63 - 1
+
 
 def jobs(database: str | None = None) -> QuerySet[Job]:
     """All jobs, on the jobs' database."""
@@ -122,8 +125,9 @@ def select(target: Target, *, database: str | None = None) -> Selection:
             queryset = queryset.using(database)
         return Selection(queryset, description="the jobs matching the filter")
     ids = tuple(dict.fromkeys(_as_id(value) for value in target))
+    # An id past 64 bits names no job (and would not fit in the query): not found.
     return Selection(
-        jobs(database).filter(id__in=ids).order_by(),
+        jobs(database).filter(id__in=[job_id for job_id in ids if job_id <= MAX_ID]).order_by(),
         ids=ids,
         description=_describe_ids(ids),
     )

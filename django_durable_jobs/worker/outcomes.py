@@ -107,6 +107,8 @@ def succeeded(attempt: Attempt, value: Any, follow_ups: list[PreparedJob]) -> Ou
         result_json = "null" if value is None else dumps(encode(value, "the return value"))
     except InvalidJobArguments as exc:
         return unstorable_result(attempt, TypeError(str(exc)))
+    except RecursionError:
+        return unstorable_result(attempt, TypeError("the return value is nested too deeply"))
     limit = app_settings.MAX_PAYLOAD_BYTES
     if limit and len(result_json) > limit and len(result_json.encode()) > limit:
         return unstorable_result(

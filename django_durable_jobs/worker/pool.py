@@ -285,7 +285,10 @@ class JobPool:
                 log_outcome(outcome)
                 self.recorder.announce([outcome], written)
                 return False
-            ticket = self.completer.submit(outcome, wait=wants_announcement(outcome))
+            announce = wants_announcement(outcome)
+            if not announce:
+                outcome.context = None  # nothing will read it: do not keep it queued
+            ticket = self.completer.submit(outcome, wait=announce)
             if ticket is not None:
                 ticket.wait()
                 self.recorder.announce([outcome], ticket.written)
