@@ -179,7 +179,7 @@ def test_each_action_needs_its_permission(action, codename, status, expected):
     assert response.status_code == 200  # Django: "No action selected."
     assert Job.objects.get(id=job.id).status == status
     allowed = client_for(user("view_job", codename))
-    response = post_action(allowed, action, [job.id])
+    response = post_action(allowed, action, [job.id], ddj_confirm="yes")
     assert response.status_code == 302
     assert Job.objects.get(id=job.id).status == expected
 

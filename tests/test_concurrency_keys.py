@@ -9,7 +9,7 @@ import pytest
 
 from django_durable_jobs import JobStatus, enqueue_many
 from django_durable_jobs.db import get_backend
-from django_durable_jobs.exceptions import InvalidJobOptions
+from django_durable_jobs.exceptions import InvalidJobArguments, InvalidJobOptions
 from django_durable_jobs.models import Job
 from tests.testapp import jobs
 from tests.testapp.models import Counter
@@ -32,7 +32,11 @@ def test_key_is_filled_from_the_arguments():
 
 
 def test_missing_template_argument_is_refused_before_writing():
+    # Passed positionally, customer_id fits the signature but not the key's template.
     with pytest.raises(InvalidJobOptions, match="customer_id"):
+        jobs.per_customer.enqueue(7)
+    # Not passed at all, the signature check names it first.
+    with pytest.raises(InvalidJobArguments, match="customer_id"):
         jobs.per_customer.enqueue()
     assert not Job.objects.exists()
 
