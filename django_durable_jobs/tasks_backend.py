@@ -354,7 +354,7 @@ def _runner(task: Any, alias: str) -> Callable[..., Any]:
     functools.update_wrapper(run, func)
     if task.takes_context:  # what enqueue checks a call against: without the context
         signature = inspect.signature(func)
-        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        run.__signature__ = signature.replace(  # type: ignore[union-attr]
             parameters=list(signature.parameters.values())[1:]
         )
     return run
