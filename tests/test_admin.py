@@ -495,3 +495,30 @@ def test_schedule_run_now_enqueues_through_the_ledger_and_reports_errors():
     )
     assert "PERIODIC entry is named &#x27;nope&#x27;" in response.content.decode()
     assert Job.objects.count() == 1
+
+
+# -- breadcrumbs, as each Django version draws them ------------------------------------
+
+
+@pytest.mark.parametrize("page", ["dashboard", "schedules", "detail", "delete"])
+def test_console_pages_have_the_breadcrumbs_of_this_django_version(page):
+    import django
+
+    job = make_job(JobStatus.FAILED)
+    urls = {
+        "dashboard": reverse(DASHBOARD),
+        "schedules": reverse("admin:django_durable_jobs_job_schedules"),
+        "detail": detail_url(job),
+        "delete": detail_url(job, "delete"),
+    }
+    html = client_for(user(superuser=True)).get(urls[page]).content.decode()
+    if django.VERSION >= (6, 0):
+        assert '<ol class="breadcrumbs">' in html
+        assert '<div class="breadcrumbs">' not in html
+        assert '<li aria-current="page">' in html
+    else:
+        assert '<div class="breadcrumbs">' in html
+    assert f'href="{reverse("admin:index")}"' in html
+    assert f'href="{reverse("admin:app_list", args=["django_durable_jobs"])}"' in html
+    if page in ("detail", "delete"):
+        assert f'href="{reverse(CHANGELIST)}">Jobs</a>' in html

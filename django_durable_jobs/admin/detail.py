@@ -132,7 +132,14 @@ def delete_view(model_admin: JobAdmin, request: HttpRequest, object_id: int) -> 
         return HttpResponseRedirect(
             reverse(f"{model_admin.admin_site.name}:django_durable_jobs_job_changelist")
         )
-    context = console_context(request, model_admin, _("Delete job #%s") % job.id, active="jobs")
+    site = model_admin.admin_site.name
+    parents = [
+        (_("Jobs"), reverse(f"{site}:django_durable_jobs_job_changelist")),
+        (f"#{job.id}", reverse(f"{site}:django_durable_jobs_job_change", args=[job.id])),
+    ]
+    context = console_context(
+        request, model_admin, _("Delete job #%s") % job.id, active="jobs", parents=parents
+    )
     context.update(job=job, detail_url=_detail_url(model_admin, job.id))
     return TemplateResponse(request, "admin/django_durable_jobs/job/delete.html", context)
 
@@ -159,7 +166,10 @@ def detail_view(model_admin: JobAdmin, request: HttpRequest, object_id: str) -> 
     raw_url = reverse(
         f"{model_admin.admin_site.name}:django_durable_jobs_job_raw", args=[job.id, "args"]
     ).rsplit("/args/", 1)[0]
-    context = console_context(request, model_admin, f"Job #{job.id}", active="jobs")
+    changelist_url = reverse(f"{model_admin.admin_site.name}:django_durable_jobs_job_changelist")
+    context = console_context(
+        request, model_admin, f"Job #{job.id}", active="jobs", parents=[(_("Jobs"), changelist_url)]
+    )
     context.update(
         job=job,
         status=status_badge(job.status),
@@ -174,7 +184,7 @@ def detail_view(model_admin: JobAdmin, request: HttpRequest, object_id: str) -> 
         delete_url=reverse(
             f"{model_admin.admin_site.name}:django_durable_jobs_job_delete", args=[job.id]
         ),
-        changelist_url=reverse(f"{model_admin.admin_site.name}:django_durable_jobs_job_changelist"),
+        changelist_url=changelist_url,
     )
     return TemplateResponse(request, "admin/django_durable_jobs/job/detail.html", context)
 

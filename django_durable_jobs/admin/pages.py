@@ -8,8 +8,10 @@ and template and appending it to ``PAGES``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import django
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -112,12 +114,32 @@ def nav_tabs(request: HttpRequest, model_admin: ModelAdmin, active: str) -> list
 
 
 def console_context(
-    request: HttpRequest, model_admin: ModelAdmin, title: Any, *, active: str
+    request: HttpRequest,
+    model_admin: ModelAdmin,
+    title: Any,
+    *,
+    active: str,
+    parents: Sequence[tuple[Any, str]] = (),
 ) -> dict[str, Any]:
-    """What every console page's template needs: the admin's context, title, tabs."""
+    """What every console page's template needs: the admin's context, title, tabs, crumbs.
+
+    ``parents``: ``(label, url)`` pages between the app and this one (the job list,
+    for a job's page).
+    """
+    opts = model_admin.model._meta
+    site = model_admin.admin_site.name
+    crumbs = [
+        (_("Home"), reverse(f"{site}:index")),
+        (opts.app_config.verbose_name, reverse(f"{site}:app_list", args=[opts.app_label])),
+        *parents,
+        (title, None),
+    ]
     return {
         **model_admin.admin_site.each_context(request),
         "title": title,
-        "opts": model_admin.model._meta,
+        "opts": opts,
         "ddj_tabs": nav_tabs(request, model_admin, active),
+        "ddj_crumbs": crumbs,
+        # Django 6 renders breadcrumbs as a list (<ol class="breadcrumbs">), 5.2 as a div.
+        "ddj_crumbs_as_list": django.VERSION >= (6, 0),
     }
