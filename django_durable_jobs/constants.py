@@ -53,6 +53,9 @@ class AttemptOutcome(models.TextChoices):
     UNKNOWN_JOB = "unknown_job", _("Unknown job")
     DECODE_ERROR = "decode_error", _("Payload could not be decoded")
     INTERNAL_ERROR = "internal_error", _("Internal error of the worker")
+    # Shown in the history, derived from the row (never stored as an entry).
+    SUCCEEDED = "success", _("Succeeded")
+    RUNNING = "running", _("Running")
     # Operator actions, recorded in the same history so it reads as one story.
     OPERATOR_RETRY = "operator_retry", _("Retried by an operator")
     OPERATOR_CANCEL = "operator_cancel", _("Cancelled by an operator")

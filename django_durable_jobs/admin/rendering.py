@@ -86,6 +86,8 @@ OUTCOME_CLASSES = {
     "interrupted": "cancelled",
     "retry": "ready",
     "cancelled": "cancelled",
+    "success": "successful",
+    "running": "running",
     "operator_retry": "operator",
     "operator_cancel": "operator",
 }

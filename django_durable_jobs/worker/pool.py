@@ -7,11 +7,11 @@ the invariant it checks (every RUNNING row of this worker is a held job).
 Jobs claimed ahead of free threads (the prefetch) wait in a local queue. A
 claim does not count as a start: a job's row records that it started (its
 ``started_at``) only once a thread is in it: through the *start mark* the
-watchdog sends for each job it finds running (within a tenth of a second),
-or through its outcome. If the process
-dies, the rescue charges an attempt only to the jobs with that evidence; the
-others (claimed ahead, or lost within their first moments) go back to READY
-uncounted and are flagged ``orphaned``. An orphaned job's next attempt writes
+watchdog sends for each job it finds running at two checks in a row (within
+two tenths of a second), or through its outcome. If the process dies, the
+rescue charges an attempt only to the jobs with that evidence; the others
+(claimed ahead, or lost within their first moments) go back to READY uncounted
+and are flagged ``orphaned``. An orphaned job's next attempt writes
 its start mark *before* it runs, so a job that kills its worker every time is
 charged from its second crash on and ends FAILED; the jobs that were merely
 claimed beside it are never charged. (Atomic jobs are marked before they run
@@ -68,6 +68,8 @@ class Slot:
     finished: bool = False
     #: The row says the job started (a start mark was sent, or written before it ran).
     marked: bool = False
+    #: The watchdog found it running once already (it marks it the next time).
+    seen_running: bool = False
 
     def attempt(self, worker_id: uuid.UUID) -> Attempt:
         elapsed = time.monotonic() - self.started

@@ -13,8 +13,9 @@ A thread stuck in C code (a blocking call without a timeout) cannot be
 interrupted; if it is still in the job ``STUCK_GRACE`` seconds after its
 timeout, the pool asks for the process to be recycled (see ``process.py``).
 
-The same watchdog sends the start mark of each job it finds running (see
-``pool.py``): a job running for a tenth of a second has its evidence.
+The same watchdog sends the start mark of each job it finds running at two
+checks in a row (see ``pool.py``): a job running for two tenths of a second
+has its evidence; a shorter one gets it from its outcome.
 ``Deadline`` is the one-job version for jobs run inline (immediate mode,
 ``run_pending_jobs``).
 """
@@ -97,8 +98,12 @@ class Watchdog:
                         raise_in_thread(slot.thread_id, JobTimeout)
                         expired.append(slot)
                     elif not slot.marked and slot.in_job:
-                        slot.marked = True
-                        unmarked.append(slot)
+                        # Marked when seen running at two checks in a row: a job shorter
+                        # than a check interval is marked by its outcome, for free.
+                        if slot.seen_running:
+                            slot.marked = True
+                            unmarked.append(slot)
+                        slot.seen_running = True
                 elif slot.in_job and now - slot.timed_out_at > STUCK_GRACE:
                     stuck = True
         if unmarked:
