@@ -46,9 +46,11 @@ def _tidy(connection) -> None:
     connection.queries_log.clear()
     if connection.connection is None:
         return
+    # (connection.autocommit, not get_autocommit(): the connection is open, and
+    # get_autocommit() would check that again through Django's async guard.)
     if (
         connection.in_atomic_block
-        or connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]
+        or connection.autocommit != connection.settings_dict["AUTOCOMMIT"]
     ):
         _close(connection)
     elif connection.errors_occurred:
@@ -78,12 +80,13 @@ def _driver_in_transaction(connection) -> bool:
     raw = connection.connection
     if raw is None:
         return False
-    if connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]:
+    if connection.autocommit != connection.settings_dict["AUTOCOMMIT"]:
         return True
-    if connection.vendor == "sqlite":
+    vendor = connection.vendor
+    if vendor == "sqlite":
         return bool(raw.in_transaction)
-    if connection.vendor == "postgresql":
-        return raw.info.transaction_status != _PG_IDLE
+    if vendor == "postgresql":
+        return raw.pgconn.transaction_status != _PG_IDLE
     return False
 
 
