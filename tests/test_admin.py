@@ -522,3 +522,27 @@ def test_console_pages_have_the_breadcrumbs_of_this_django_version(page):
     assert f'href="{reverse("admin:app_list", args=["django_durable_jobs"])}"' in html
     if page in ("detail", "delete"):
         assert f'href="{reverse(CHANGELIST)}">Jobs</a>' in html
+
+
+def test_the_name_filter_offers_every_name_in_the_table():
+    make_job(JobStatus.FAILED, name="legacy.removed_job")  # no longer registered
+    make_job(JobStatus.READY, name="other.service.job")  # enqueued by code not loaded here
+    response = client_for(user(superuser=True)).get(reverse(CHANGELIST))
+    (name_filter,) = [f for f in response.context["cl"].filter_specs if f.parameter_name == "name"]
+    offered = {value for value, _label in name_filter.lookup_choices}
+    assert {"legacy.removed_job", "other.service.job", "tests.testapp.jobs.add"} <= offered
+
+
+def test_a_job_waiting_to_retry_says_it_failed_and_when_it_runs_again():
+    retrying = make_job(
+        JobStatus.READY,
+        attempts=2,
+        max_attempts=5,
+        run_at=timezone.now() + timedelta(minutes=5),
+        errors=[error_entry(1, "timeout"), error_entry(2, "still a timeout")],
+    )
+    html = client_for(user(superuser=True)).get(reverse(CHANGELIST)).content.decode()
+    row = html[html.index(f">{retrying.id}<") :]
+    assert "Retrying" in row[:2000]
+    assert "attempt 2/5 failed; next try" in row[:2000]
+    assert "still a timeout" in row[:3000]

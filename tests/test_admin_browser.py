@@ -1,6 +1,6 @@
 """The console in a real browser: Playwright driving Debian's Chromium against live_server.
 
-Screenshots go to ``test-artifacts/`` (one set per database). Without
+Screenshots go to ``test-artifacts/`` (one set per database and Django version). Without
 Chromium or the ``playwright`` package the tests skip with the reason; under
 ``CI=true`` they fail instead, so CI cannot pass without really running them.
 """
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import django
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
@@ -75,7 +76,7 @@ def browser() -> Iterator[object]:
 def page(browser, live_server):
     User.objects.create_superuser("admin", "admin@example.com", "pw")
     context = browser.new_context(
-        viewport={"width": 1400, "height": 1000}, base_url=live_server.url
+        viewport={"width": 1280, "height": 1000}, base_url=live_server.url
     )
     context.set_default_timeout(20_000)
     tab = context.new_page()
@@ -90,7 +91,10 @@ def page(browser, live_server):
 
 def shot(tab, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    tab.screenshot(path=str(ARTIFACTS / f"{connection.vendor}-{name}.png"), full_page=True)
+    version = "django{}{}".format(*django.VERSION[:2])
+    tab.screenshot(
+        path=str(ARTIFACTS / f"{connection.vendor}-{version}-{name}.png"), full_page=True
+    )
 
 
 def activity() -> Job:
@@ -162,6 +166,17 @@ def test_jobs_list_and_a_bulk_retry_of_everything_matching(page):
     page.goto("/admin/django_durable_jobs/job/?status=FAILED&queue=emails")
     page.wait_for_selector("#result_list")
     assert page.locator("#result_list tbody tr").count() == 50  # one page
+    # Every column fits 1280 px beside the app sidebar and the filters: nothing to scroll.
+    overflow = page.evaluate(
+        "() => { const r = document.querySelector('#changelist .results');"
+        " return r.scrollWidth - r.clientWidth; }"
+    )
+    widths = page.evaluate(
+        "() => [...document.querySelectorAll('#result_list thead th')]"
+        ".map(th => th.className + ':' + th.getBoundingClientRect().width)"
+    )
+    assert overflow <= 0, f"the job list is {overflow}px too wide at 1280 px: {widths}"
+    assert page.locator("#result_list th.column-last_error").is_visible()
     shot(page, "jobs-list")
 
     page.check("#action-toggle")

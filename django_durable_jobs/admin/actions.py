@@ -17,6 +17,7 @@ from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from .. import operations
@@ -45,7 +46,10 @@ def run_action(
     select_across = request.POST.get("select_across") == "1"
     if (select_across or always_confirm) and request.POST.get("ddj_confirm") != "yes":
         preview = operation(queryset, dry_run=True, limit=model_admin.bulk_limit)
-        context = console_context(request, model_admin, title, active="jobs")
+        changelist = reverse(f"{model_admin.admin_site.name}:django_durable_jobs_job_changelist")
+        context = console_context(
+            request, model_admin, title, active="jobs", parents=[(_("Jobs"), changelist)]
+        )
         context.update(
             action=action,
             preview=preview,

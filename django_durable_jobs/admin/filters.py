@@ -1,7 +1,8 @@
 """Changelist filters that each map to an index, with choices that cost no table scan.
 
-Job names come from the registry and queue names from a loose index scan
-(``operations.queue_names``), never from ``SELECT DISTINCT`` over the history.
+Job and queue names come from loose index scans (``Backend.distinct_names``,
+``operations.queue_names``) and the registry, never from ``SELECT DISTINCT``
+over the history.
 A value a filter does not know is an error (Django's "invalid lookup"
 page), never ignored: an ignored filter would widen "every job matching" to
 every job.
@@ -21,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .. import registry
 from ..constants import JobStatus
+from ..db import get_backend
 from ..operations import queue_names
 
 if TYPE_CHECKING:
@@ -65,11 +67,14 @@ class NameFilter(admin.SimpleListFilter):
     parameter_name = "name"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        names = sorted(registry.all_definitions())
+        # Every name in the table (also of jobs whose code this process has not
+        # imported, or that is gone), and the registered ones that have no jobs yet.
+        names = set(registry.all_definitions())
+        names.update(get_backend(model_admin.database).distinct_names())
         value = self.value()
-        if value and value not in names:
-            names.append(value)  # a job name no longer registered, reached by a link
-        return [(name, name) for name in names]
+        if value:
+            names.add(value)  # reached by a link: shown selected even if it matches nothing
+        return [(name, name) for name in sorted(names)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()

@@ -18,11 +18,13 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from .. import registry
 from ..conf import app_settings
+from ..constants import JobStatus
 from ..db.expressions import LastHistoryMessage
 from ..models import Job
 from .actions import ACTIONS
@@ -37,17 +39,10 @@ PAYLOAD_FIELDS = ("args", "kwargs", "result", "errors", "meta")
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "name",
-        "queue",
-        "status_badge",
-        "attempts_display",
-        "run_at_display",
-        "duration_display",
-        "last_error",
-    )
-    list_display_links = ("id", "name")
+    # Attempts sit under the status and the duration under the time, so that the
+    # list fits 1280 px beside the admin's sidebar and the filters.
+    list_display = ("id", "name_display", "queue", "status_badge", "run_at_display", "last_error")
+    list_display_links = ("id", "name_display")
     list_filter = (StatusFilter, QueueFilter, NameFilter, PeriodFilter)
     search_fields = ("name",)
     search_help_text = _("A job id (123 or #123), a run id, or part of a job name.")
@@ -146,28 +141,46 @@ class JobAdmin(admin.ModelAdmin):
         }
         return super().changelist_view(request, extra_context=context)
 
+    @admin.display(description=_("job name"))
+    def name_display(self, obj: Job) -> str:
+        """The dotted name, free to wrap after each dot (a narrow column)."""
+        parts = obj.name.split(".")
+        return format_html_join(mark_safe(".<wbr>"), "{}", ((part,) for part in parts))
+
     @admin.display(description=_("status"), ordering=None)
     def status_badge(self, obj: Job) -> str:
-        return status_badge(obj.status)
-
-    @admin.display(description=_("attempts"))
-    def attempts_display(self, obj: Job) -> str:
-        return f"{obj.attempts}/{obj.max_attempts}"
-
-    @admin.display(description=_("run at"))
-    def run_at_display(self, obj: Job) -> str:
+        attempts = f"{obj.attempts}/{obj.max_attempts}"
+        if obj.status == JobStatus.READY and obj.attempts:
+            # READY after failed attempts: say so, and when it runs again.
+            next_try = timezone.localtime(obj.run_at).strftime("%H:%M:%S")
+            return format_html(
+                '{} <span class="ddj-sub">{}</span>',
+                status_badge(obj.status, label=_("Retrying")),
+                _("attempt %(attempts)s failed; next try %(at)s")
+                % {"attempts": attempts, "at": next_try},
+            )
         return format_html(
-            '<span title="{}">{}</span>',
-            when(obj.run_at),
-            timezone.localtime(obj.run_at).strftime("%Y-%m-%d %H:%M:%S"),
+            '{} <span class="ddj-sub" title="{}">{}</span>',
+            status_badge(obj.status),
+            _("attempts"),
+            attempts,
         )
 
-    @admin.display(description=_("duration"))
-    def duration_display(self, obj: Job) -> str:
+    @admin.display(description=_("run at · duration"))
+    def run_at_display(self, obj: Job) -> str:
         seconds = obj.duration
         if seconds is None:
-            return "-"
-        return f"{seconds:.3f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+            duration = ""
+        elif seconds < 60:
+            duration = f"{seconds:.3f} s"
+        else:
+            duration = f"{seconds / 60:.1f} min"
+        return format_html(
+            '<span title="{}">{}</span><span class="ddj-sub">{}</span>',
+            when(obj.run_at),
+            timezone.localtime(obj.run_at).strftime("%m-%d %H:%M:%S"),
+            duration,
+        )
 
     @admin.display(description=_("last error"))
     def last_error(self, obj: Job) -> str:

@@ -192,6 +192,15 @@ class Backend:
             cursor.execute(_DISTINCT_QUEUES_SQL)
             return [row[0] for row in cursor.fetchall()]
 
+    def distinct_names(self) -> list[str]:
+        """The job names in the table, in order: finished jobs' by a loose index scan (the
+        history's name index), READY and RUNNING ones from the first ``BACKLOG_SAMPLE`` rows
+        (no index has their names; a backlog's names are mostly the registered ones anyway).
+        """
+        with self.connection.cursor() as cursor:
+            cursor.execute(_DISTINCT_NAMES_SQL)
+            return [row[0] for row in cursor.fetchall()]
+
     def estimate_count(self, queryset: Any) -> int | None:
         """The planner's row estimate for ``queryset``; None where there is none."""
         return None
@@ -206,11 +215,13 @@ _FINISHED_CONDITION = "status IN ({})".format(", ".join(f"'{s}'" for s in FINISH
 _READY_CONDITION = f"status = '{JobStatus.READY}' AND waiting_for = 0"
 
 
-def _loose_scan(name: str, condition: str) -> str:
+def _loose_scan(name: str, condition: str, column: str = "queue") -> str:
+    """A recursive CTE ``name(name)`` of the distinct ``column`` values of the rows that
+    meet ``condition``, one index probe per value (an index on ``column`` under it)."""
     return f"""{name}(name) AS (
-    SELECT MIN(queue) FROM {JOB_TABLE} WHERE {condition}
+    SELECT MIN({column}) FROM {JOB_TABLE} WHERE {condition}
     UNION ALL
-    SELECT (SELECT MIN(queue) FROM {JOB_TABLE} WHERE {condition} AND queue > {name}.name)
+    SELECT (SELECT MIN({column}) FROM {JOB_TABLE} WHERE {condition} AND {column} > {name}.name)
     FROM {name} WHERE {name}.name IS NOT NULL
 )"""
 
@@ -222,5 +233,19 @@ SELECT name FROM finished WHERE name IS NOT NULL
 UNION SELECT name FROM backlog WHERE name IS NOT NULL
 UNION SELECT queue FROM {JOB_TABLE} WHERE status = '{JobStatus.RUNNING}'
 UNION SELECT queue FROM {JOB_TABLE} WHERE status = '{JobStatus.READY}' AND waiting_for > 0
+ORDER BY 1
+"""
+
+#: Rows of the backlog (READY and RUNNING) whose names the job-name filter lists.
+BACKLOG_SAMPLE = 10_000
+
+_DISTINCT_NAMES_SQL = f"""
+WITH RECURSIVE {_loose_scan("finished", _FINISHED_CONDITION, column="name")}
+SELECT name FROM finished WHERE name IS NOT NULL
+UNION SELECT b.name FROM (
+    SELECT name FROM {JOB_TABLE}
+    WHERE status IN ('{JobStatus.READY}', '{JobStatus.RUNNING}')
+    LIMIT {BACKLOG_SAMPLE}
+) AS b
 ORDER BY 1
 """
