@@ -270,3 +270,23 @@ class ScheduleState(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ConsoleDashboard(Job):
+    """The dashboard's entry in the admin index and sidebar: a proxy, so no table."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("dashboard")
+        verbose_name_plural = _("dashboard")
+        default_permissions = ()  # the page is guarded by view_job
+
+
+class ConsoleSchedules(Job):
+    """The schedules page's entry in the admin index and sidebar (a proxy, no table)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("schedules")
+        verbose_name_plural = _("schedules")
+        default_permissions = ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -377,13 +378,31 @@ def test_pause_and_resume_need_their_permission():
     assert "not a valid queue name" in response.content.decode()
 
 
-def test_queues_entry_leads_to_the_dashboard_and_tabs_link_the_pages():
+def test_the_admin_index_and_sidebar_list_every_console_page():
     client = client_for(user("view_job", "view_worker"))
-    response = client.get(reverse("admin:django_durable_jobs_queuestate_changelist"))
-    assert response["Location"] == reverse(DASHBOARD)
+    entries = {
+        "dashboard": reverse(DASHBOARD),
+        "schedules": reverse("admin:django_durable_jobs_job_schedules"),
+    }
+    for model, page_url in entries.items():
+        entry = reverse(f"admin:django_durable_jobs_console{model}_changelist")
+        response = client.get(entry)
+        assert response["Location"] == page_url
+        for where in (reverse("admin:index"), reverse(CHANGELIST)):  # index, and sidebar
+            assert f'href="{entry}"' in client.get(where).content.decode()
+    index = client.get(reverse("admin:index")).content.decode()
+    assert ">Dashboard<" in index
+    assert ">Schedules<" in index
+    assert "queuestate" not in index  # no entry named Queues that opens another page
     page = client.get(reverse(DASHBOARD)).content.decode()
     for name in (CHANGELIST, "admin:django_durable_jobs_worker_changelist"):
         assert f'href="{reverse(name)}"' in page
+
+
+def test_console_entries_need_view_job():
+    client = client_for(user("view_worker"))
+    response = client.get(reverse("admin:django_durable_jobs_consoledashboard_changelist"))
+    assert response.status_code == 403
 
 
 def test_superuser_sees_everything():
@@ -456,7 +475,11 @@ def test_schedules_page_shows_each_entry_escaped_with_its_fire_times():
     page = client_for(user("view_job")).get(reverse(SCHEDULES)).content.decode()
     nightly = page.split('data-schedule="nightly"', 1)[1].split("</tr>", 1)[0]
     assert "Europe/Paris" in nightly
-    assert nightly.count("<div>") >= 3  # the next three fire times
+    # One compact row: the next fire time in the entry's zone with UTC beside it,
+    # the two after it in the tooltip.
+    assert re.search(r"\d{4}-\d\d-\d\d 02:30:00 CES?T<span", nightly)
+    assert re.search(r"\d\d:30:00 UTC · in ", nightly)
+    assert nightly.count("02:30:00 CE") == 3  # the next one shown, two more in its title
     assert "Failed" in nightly or "FAILED" in nightly
     assert XSS not in page
     assert "&lt;script&gt;" in page

@@ -219,6 +219,9 @@ def test_disabling_a_schedule(page, settings):
     page.goto("/admin/django_durable_jobs/job/schedules/")
     row = page.locator("tr[data-schedule=nightly-report]")
     assert "Europe/Paris" in row.inner_text()
+    assert " UTC" in row.inner_text()  # the entry's zone, and UTC beside it
+    too_wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert too_wide <= 0, f"the schedules page is {too_wide}px too wide at 1280 px"
     shot(page, "schedules")
 
     row.locator("button", has_text="Disable").click()

@@ -7,6 +7,6 @@ page and its actions), ``actions`` (bulk actions), ``dashboard``, ``pages``
 """
 
 from .jobs import JobAdmin
-from .workers import QueueStateAdmin, WorkerAdmin
+from .workers import DashboardEntry, SchedulesEntry, WorkerAdmin
 
-__all__ = ["JobAdmin", "QueueStateAdmin", "WorkerAdmin"]
+__all__ = ["DashboardEntry", "JobAdmin", "SchedulesEntry", "WorkerAdmin"]

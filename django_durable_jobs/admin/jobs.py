@@ -18,8 +18,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from .. import registry
@@ -32,7 +31,7 @@ from .detail import detail_urls, detail_view
 from .filters import NameFilter, PeriodFilter, QueueFilter, StatusFilter
 from .pages import nav_tabs, pages
 from .paging import JobPaginator
-from .rendering import status_badge, when
+from .rendering import dotted, status_badge, when
 
 PAYLOAD_FIELDS = ("args", "kwargs", "result", "errors", "meta")
 
@@ -144,8 +143,7 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description=_("job name"))
     def name_display(self, obj: Job) -> str:
         """The dotted name, free to wrap after each dot (a narrow column)."""
-        parts = obj.name.split(".")
-        return format_html_join(mark_safe(".<wbr>"), "{}", ((part,) for part in parts))
+        return dotted(obj.name)
 
     @admin.display(description=_("status"), ordering=None)
     def status_badge(self, obj: Job) -> str:

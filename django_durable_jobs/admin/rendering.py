@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 
 from ..constants import JobStatus
 
@@ -148,3 +148,8 @@ def worker_label(value: Any) -> str:
         return str(uuid.UUID(str(value)))
     except ValueError:
         return str(value)
+
+
+def dotted(name: str) -> SafeString:
+    """A dotted name (``shop.jobs.send``) free to wrap after each dot, escaped."""
+    return format_html_join(mark_safe(".<wbr>"), "{}", ((part,) for part in name.split(".")))

@@ -8,12 +8,15 @@ the override. "Run now" enqueues one run through the tick ledger, as
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
@@ -26,7 +29,7 @@ from ..schedule_ops import (
     set_schedule_enabled,
 )
 from .pages import AdminPage
-from .rendering import status_badge, when
+from .rendering import dotted, relative, status_badge
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -94,14 +97,34 @@ class SchedulesPage(AdminPage):
         )
 
 
+def _moment(moment: datetime, zone_name: str) -> dict[str, str]:
+    """A fire time in the entry's own zone, with UTC beside it and how far it is."""
+    try:
+        zone: tzinfo = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    local = moment.astimezone(zone)
+    utc = moment.astimezone(UTC)
+    same_day = local.date() == utc.date()
+    return {
+        "local": f"{local:%Y-%m-%d %H:%M:%S} {local.tzname() or zone_name}",
+        "utc": f"{utc:%H:%M:%S} UTC" if same_day else f"{utc:%m-%d %H:%M:%S} UTC",
+        "relative": relative((timezone.now() - moment).total_seconds()),
+    }
+
+
 def _row(info: ScheduleInfo, site: str) -> dict[str, Any]:
     job_url = None
     if info.last_job_id is not None:
         job_url = reverse(f"{site}:django_durable_jobs_job_change", args=[info.last_job_id])
+    upcoming = [_moment(moment, info.timezone) for moment in info.next_fire_times]
     return {
         "info": info,
-        "next": [when(moment) for moment in info.next_fire_times],
-        "last": when(info.last_fire_time) if info.last_fire_time else None,
+        "job": dotted(info.job),
+        "next": upcoming[0] if upcoming else None,
+        # The ones after it, for the tooltip: the row stays one line high.
+        "later": "; ".join(f"{m['local']} ({m['utc']})" for m in upcoming[1:]),
+        "last": _moment(info.last_fire_time, info.timezone) if info.last_fire_time else None,
         "last_status": status_badge(info.last_status) if info.last_status else None,
         "job_url": job_url,
     }

@@ -1,4 +1,8 @@
-"""Workers (read-only, with their liveness) and queues (their page is the dashboard)."""
+"""Workers (read-only, with their liveness), and the entries of the console's pages.
+
+Queues have no list of their own: the dashboard shows them, with pause and
+resume. The admin index and sidebar list Dashboard, Jobs, Schedules, Workers.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
@@ -13,7 +18,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from ..conf import app_settings
-from ..models import Job, QueueState, Worker
+from ..models import ConsoleDashboard, ConsoleSchedules, Job, Worker
 from .pages import nav_tabs
 
 
@@ -54,9 +59,14 @@ class WorkerAdmin(admin.ModelAdmin):
         return super().changelist_view(request, {"ddj_tabs": tabs, **(extra_context or {})})
 
 
-@admin.register(QueueState)
-class QueueStateAdmin(admin.ModelAdmin):
-    """Queues are paused and resumed on the dashboard; this entry leads there."""
+class ConsolePageEntry(admin.ModelAdmin):
+    """An entry of the admin index and sidebar that opens one of the console's pages.
+
+    The console's pages are not model lists, and Django lists only models: a
+    table-less proxy model stands for each page, and its list URL opens it.
+    """
+
+    page = ""  # the JobAdmin URL name of the page
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("django_durable_jobs.view_job")
@@ -74,6 +84,16 @@ class QueueStateAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        return HttpResponseRedirect(
-            reverse(f"{self.admin_site.name}:django_durable_jobs_job_dashboard")
-        )
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return HttpResponseRedirect(reverse(f"{self.admin_site.name}:{self.page}"))
+
+
+@admin.register(ConsoleDashboard)
+class DashboardEntry(ConsolePageEntry):
+    page = "django_durable_jobs_job_dashboard"
+
+
+@admin.register(ConsoleSchedules)
+class SchedulesEntry(ConsolePageEntry):
+    page = "django_durable_jobs_job_schedules"
