@@ -20,11 +20,12 @@ from django.utils.translation import gettext_lazy as _
 from ..conf import app_settings
 from ..models import ConsoleDashboard, ConsoleSchedules, Job, Worker
 from .pages import nav_tabs
+from .rendering import when
 
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = ("hostname", "pid", "queues_display", "concurrency", "started_at", "heartbeat")
+    list_display = ("hostname", "pid", "queues_display", "concurrency", "started", "heartbeat")
     readonly_fields = [field.name for field in Worker._meta.fields]
     ordering = ("hostname", "pid")
     change_list_template = "admin/django_durable_jobs/worker/change_list.html"
@@ -41,6 +42,11 @@ class WorkerAdmin(admin.ModelAdmin):
     @admin.display(description=_("queues"))
     def queues_display(self, obj: Worker) -> str:
         return ", ".join(obj.queues) or str(_("all"))
+
+    @admin.display(description=_("started at"), ordering="started_at")
+    def started(self, obj: Worker) -> str:
+        """In the console's format (``2026-01-31 12:00:05 UTC (3 min ago)``), as on its pages."""
+        return when(obj.started_at) or "-"
 
     @admin.display(description=_("last heartbeat"), ordering="heartbeat_at")
     def heartbeat(self, obj: Worker) -> str:
