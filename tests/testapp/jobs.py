@@ -189,7 +189,13 @@ def always_fails_counted(key: str):
 
 @job(max_attempts=2)
 def kills_its_worker():
-    """A poison pill: takes its whole worker process down, every time."""
+    """A poison pill: takes its whole worker process down, every time.
+
+    It dies a moment after it starts, as real poison does (an OOM kill, a segfault
+    deep in a C call): long enough for the worker to claim the jobs behind it ahead,
+    so that the crash tests always have bystanders to protect.
+    """
+    time.sleep(0.3)
     os._exit(1)
 
 
