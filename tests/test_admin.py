@@ -573,8 +573,10 @@ def test_a_job_waiting_to_retry_says_it_failed_and_when_it_runs_again():
 
 def test_the_workers_page_uses_the_consoles_date_format():
     Worker.objects.create(id=uuid.uuid4(), hostname="web-1", pid=4100, concurrency=8)
-    html = client_for(user("view_job", "view_worker")).get(
-        reverse("admin:django_durable_jobs_worker_changelist")
-    ).content.decode()
+    html = (
+        client_for(user("view_job", "view_worker"))
+        .get(reverse("admin:django_durable_jobs_worker_changelist"))
+        .content.decode()
+    )
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d+ s ago\)", html)
     assert 'class="ddj-tabs' in html or "ddj-tab" in html  # the console's tabs, as elsewhere
