@@ -61,6 +61,24 @@ class AttemptOutcome(models.TextChoices):
     OPERATOR_CANCEL = "operator_cancel", _("Cancelled by an operator")
 
 
+#: Attempts that were charged and went wrong: what the dashboard counts as failed
+#: (``models.FailedAttempts``). Not a job's own retry request, cancellation or a
+#: shutdown's interruption.
+FAILED_ATTEMPT_OUTCOMES: frozenset[str] = frozenset(
+    {
+        AttemptOutcome.ERROR,
+        AttemptOutcome.TIMEOUT,
+        AttemptOutcome.UNSTORABLE_RESULT,
+        AttemptOutcome.LEFT_TRANSACTION_OPEN,
+        AttemptOutcome.WORKER_LOST,
+        AttemptOutcome.IMPORT_ERROR,
+        AttemptOutcome.DEFINITION_ERROR,
+        AttemptOutcome.UNKNOWN_JOB,
+        AttemptOutcome.DECODE_ERROR,
+        AttemptOutcome.INTERNAL_ERROR,
+    }
+)
+
 #: One bit per status, for ``Job.unique_states``: a job keeps its unique key only
 #: while its status's bit is set.
 STATUS_BITS: dict[str, int] = {

@@ -230,6 +230,27 @@ class QueueState(models.Model):
         return self.name
 
 
+class FailedAttempts(models.Model):
+    """Failed attempts per minute: the dashboard's failure figures, which a retry cannot erase.
+
+    Written in the same statement (PostgreSQL) or transaction (SQLite) as the
+    failed attempts themselves, only when a batch holds one: the success path
+    never touches it. Pruned with the job history (``maintenance.pruner``).
+    """
+
+    minute = models.DateTimeField(_("minute (UTC)"), primary_key=True)
+    failures = models.PositiveIntegerField(_("failed attempts"), default=0)
+
+    class Meta:
+        verbose_name = _("failed attempts per minute")
+        verbose_name_plural = _("failed attempts per minute")
+        ordering = ["-minute"]
+        default_permissions = ()  # read by the dashboard, which view_job guards
+
+    def __str__(self) -> str:
+        return f"{self.minute.isoformat()}: {self.failures}"
+
+
 class ScheduleTick(models.Model):
     """The ledger of periodic ticks: one row per (schedule, fire time), enqueued exactly once.
 

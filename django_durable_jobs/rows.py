@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from .constants import STATUS_BITS, JobStatus
+from .constants import FAILED_ATTEMPT_OUTCOMES, STATUS_BITS, JobStatus
 
 _FINISHED = JobStatus.finished()
 
@@ -115,9 +115,24 @@ class Outcome:
     def keeps_unique_key(self) -> bool:
         return bool(self.job.unique_states & STATUS_BITS[self.status])
 
-    def seconds_since_start(self) -> float | None:
-        """How long ago the attempt started (None: it never did), for ``started_at``."""
-        return None if self.started is None else max(0.0, time.monotonic() - self.started)
+    def seconds_since_start(self, clock: float | None = None) -> float | None:
+        """How long before ``clock`` (a ``time.monotonic()`` reading, default now) it started.
+
+        None: it never did. For ``started_at``: a writer that stamps a batch with
+        one wall-clock time passes the monotonic reading taken with it.
+        """
+        if self.started is None:
+            return None
+        return max(0.0, (time.monotonic() if clock is None else clock) - self.started)
+
+    @property
+    def is_failed_attempt(self) -> bool:
+        """A charged attempt that went wrong (counted in ``models.FailedAttempts``)."""
+        return (
+            not self.uncount
+            and self.error is not None
+            and self.error.get("outcome") in FAILED_ATTEMPT_OUTCOMES
+        )
 
     @property
     def kind(self) -> str:

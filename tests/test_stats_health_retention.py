@@ -12,7 +12,7 @@ from django.utils import timezone
 from django_durable_jobs import JobStatus, operations
 from django_durable_jobs.db import get_backend
 from django_durable_jobs.maintenance import prune_finished_jobs
-from django_durable_jobs.models import Job, QueueState, Worker
+from django_durable_jobs.models import FailedAttempts, Job, QueueState, Worker
 from django_durable_jobs.operations import batches, count_jobs
 from tests.factories import make_job, make_jobs
 
@@ -75,10 +75,13 @@ def test_queue_stats_counts_backlog_and_oldest_due_job():
     assert "default" in stats
 
 
-def test_throughput_counts_finished_jobs_per_minute():
+def test_throughput_counts_successes_and_failed_attempts_per_minute():
     now = get_backend("default").db_now()
     make_jobs(3, JobStatus.SUCCESSFUL, finished_at=now - timedelta(minutes=5))
-    make_jobs(2, JobStatus.FAILED, finished_at=now - timedelta(minutes=5))
+    make_jobs(4, JobStatus.FAILED, finished_at=now - timedelta(minutes=5))  # not counted...
+    five_ago = (now - timedelta(minutes=5)).replace(second=0, microsecond=0)
+    FailedAttempts.objects.create(minute=five_ago, failures=2)  # ...the tally is
+    FailedAttempts.objects.create(minute=five_ago - timedelta(hours=2), failures=9)
     make_job(JobStatus.SUCCESSFUL, finished_at=now)
     make_job(JobStatus.SUCCESSFUL, finished_at=now - timedelta(hours=2))
     series = operations.throughput(now=now)

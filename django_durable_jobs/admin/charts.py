@@ -69,7 +69,7 @@ def throughput_svg(series: Throughput) -> SafeString:
         x = LEFT + index * slot + 1
         bars.append(
             format_html(
-                "<g><title>{} - {} succeeded, {} failed</title>"
+                "<g><title>{} - {} succeeded, {} failed attempts</title>"
                 '<rect class="ddj-bar-hit" x="{}" y="{}" width="{}" height="{}"/>'
                 '<rect class="ddj-bar-ok" x="{}" y="{}" width="{}" height="{}"/>'
                 '<rect class="ddj-bar-failed" x="{}" y="{}" width="{}" '
@@ -108,7 +108,7 @@ def throughput_svg(series: Throughput) -> SafeString:
         '<svg class="ddj-chart" viewBox="0 0 {} {}" role="img" aria-label="{}">{}{}{}</svg>',
         WIDTH,
         HEIGHT,
-        "Jobs finished per minute over the last hour",
+        "Jobs succeeded and attempts failed per minute over the last hour",
         grid,
         mark_safe("".join(bars)),  # noqa: S308 - each part built by format_html
         labels,

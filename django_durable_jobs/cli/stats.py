@@ -79,7 +79,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
     succeeded, failed = series.totals
     out("")
     out(
-        f"Last hour: {succeeded:,} succeeded, {failed:,} failed; last minute: "
-        f"{series.succeeded[-1]:,} succeeded, {series.failed[-1]:,} failed."
+        f"Last hour: {succeeded:,} succeeded, {failed:,} failed attempts; last minute: "
+        f"{series.succeeded[-1]:,} succeeded, {series.failed[-1]:,} failed attempts."
     )
     return EXIT_OK

@@ -10,12 +10,13 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..constants import JobStatus
-from ..models import FINISHED_STATUSES, Job, QueueState, Worker
+from ..models import FINISHED_STATUSES, FailedAttempts, Job, QueueState, Worker
 from ..rows import ClaimedJob, Outcome
 
 JOB_TABLE = Job._meta.db_table
 QUEUE_TABLE = QueueState._meta.db_table
 WORKER_TABLE = Worker._meta.db_table
+FAILURES_TABLE = FailedAttempts._meta.db_table
 
 #: Columns an insert writes; every NOT NULL column without a database default is here.
 INSERT_COLUMNS = (
@@ -125,7 +126,9 @@ class Backend:
         """Write outcomes, each only if its lease token still holds; return the ids written.
 
         A RUNNING job's ``started_at`` is set from the outcome's duration if no
-        start mark set it before.
+        start mark set it before. The failed attempts written
+        (``Outcome.is_failed_attempt``) are added to ``FailedAttempts`` atomically
+        with them.
         """
         raise NotImplementedError
 
@@ -164,6 +167,7 @@ class Backend:
         not started goes back uncounted, with no entry, and is flagged
         ``orphaned`` in its meta. ``uncount`` charges nothing (the worker was
         stopped, it did not crash). Several callers never take the same row.
+        The attempts charged are added to ``FailedAttempts`` atomically with them.
         """
         raise NotImplementedError
 

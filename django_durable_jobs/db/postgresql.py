@@ -19,6 +19,7 @@ from ..constants import NOTIFY_CHANNEL, STATUS_BITS, JobStatus
 from ..meta import ORPHANED
 from .base import (
     CLAIM_COLUMNS,
+    FAILURES_TABLE,
     INSERT_COLUMNS,
     JOB_TABLE,
     QUEUE_TABLE,
@@ -177,7 +178,7 @@ _CLAIM_FROM_QUEUES = _CLAIM_SQL.format(queue_filter="AND r.queue = ANY(%s::text[
 # the fence: a worker whose lease was taken over (token bumped, or status no
 # longer RUNNING) updates nothing. A deadlock with another statement touching
 # the same jobs (an operator's bulk cancel) is retried by the recorder.
-_RECORD_SQL = f"""
+_RECORD_UPDATE = f"""
 UPDATE {JOB_TABLE} AS j SET
     status = v.status,
     result = v.result::jsonb,
@@ -192,10 +193,28 @@ UPDATE {JOB_TABLE} AS j SET
     unique_key = CASE WHEN v.keep_unique THEN j.unique_key ELSE NULL END
 FROM unnest(
     %b::bigint[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::int[], %b::float8[],
-    %b::bool[], %b::bool[], %b::float8[]
-) AS v(id, token, status, result, error, uncount, delay, final, keep_unique, age)
+    %b::bool[], %b::bool[], %b::float8[]{{failed_array}}
+) AS v(id, token, status, result, error, uncount, delay, final, keep_unique, age{{failed}})
 WHERE j.id = v.id AND j.lease_token = v.token AND j.status = 'RUNNING'
-RETURNING j.id
+RETURNING j.id{{failed}}
+"""
+_RECORD_SQL = _RECORD_UPDATE.format(failed_array="", failed="")
+
+# Failed attempts per minute (the dashboard's figures, see models.FailedAttempts),
+# counted from the rows a statement really wrote, in that same statement. ``{rows}``
+# names a CTE with a boolean column ``failed``.
+_TALLY_CTE = f"""tally AS (
+    INSERT INTO {FAILURES_TABLE} AS t (minute, failures)
+    SELECT date_trunc('minute', now()), count(*) FROM {{rows}} WHERE {{rows}}.failed
+    HAVING count(*) > 0
+    ON CONFLICT (minute) DO UPDATE SET failures = t.failures + EXCLUDED.failures
+)"""
+# A batch that holds a failed attempt (rare): the record and its tally in one
+# statement. Batches of successes keep the plain statement above.
+_RECORD_WITH_TALLY_SQL = f"""
+WITH rec AS ({_RECORD_UPDATE.format(failed_array=", %b::bool[]", failed=", failed")}),
+{_TALLY_CTE.format(rows="rec")}
+SELECT rec.id FROM rec
 """
 
 # Start marks: the evidence that a claimed job really started (see worker/pool.py).
@@ -267,7 +286,12 @@ UPDATE {JOB_TABLE} AS j SET
         ELSE j.unique_key END
 FROM lost AS e
 WHERE j.id = e.id
-RETURNING j.id, j.status, {_COUNTED}
+RETURNING j.id, j.status, {_COUNTED} AS failed
+"""
+_GIVE_BACK_WITH_TALLY_SQL = f"""
+WITH given AS ({_GIVE_BACK_SQL.strip()}),
+{_TALLY_CTE.format(rows="given")}
+SELECT given.id, given.status, given.failed FROM given
 """
 
 
@@ -419,7 +443,10 @@ class PostgreSQLBackend(Backend):
             [outcome.keeps_unique_key for outcome in outcomes],
             [outcome.seconds_since_start() for outcome in outcomes],
         ]
-        return {row[0] for row in self._run(_RECORD_SQL, columns)}
+        failed = [outcome.is_failed_attempt for outcome in outcomes]
+        if not any(failed):
+            return {row[0] for row in self._run(_RECORD_SQL, columns)}
+        return {row[0] for row in self._run(_RECORD_WITH_TALLY_SQL, [*columns, failed])}
 
     def mark_started(self, marks: list[tuple[int, int, float]]) -> set[int]:
         if not marks:
@@ -461,7 +488,7 @@ class PostgreSQLBackend(Backend):
             "final_message": final_message,
         }
         with self.connection.cursor() as cursor:
-            cursor.execute(_GIVE_BACK_SQL.format(condition=condition), params)
+            cursor.execute(_GIVE_BACK_WITH_TALLY_SQL.format(condition=condition), params)
             return [(row[0], row[1], bool(row[2])) for row in cursor.fetchall()]
 
     def db_now(self) -> datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from ..constants import STATUS_BITS, JobStatus
 from ..meta import ORPHANED
 from .base import (
     CLAIM_COLUMNS,
+    FAILURES_TABLE,
     INSERT_COLUMNS,
     JOB_TABLE,
     QUEUE_TABLE,
@@ -134,6 +136,13 @@ RETURNING id, status, started_at
 # expression in a RETURNING clause even when started_at is NULL.)
 
 
+# Failed attempts per minute (see models.FailedAttempts), in the writer's transaction.
+_TALLY_SQL = f"""
+INSERT INTO {FAILURES_TABLE} (minute, failures) VALUES (%s, %s)
+ON CONFLICT (minute) DO UPDATE SET failures = failures + excluded.failures
+"""
+
+
 def is_locked_error(exc: BaseException) -> bool:
     message = str(exc).lower()
     return "database is locked" in message or "database table is locked" in message
@@ -147,6 +156,12 @@ class SQLiteBackend(Backend):
 
     def _uuid(self, value: uuid.UUID | None) -> str | None:
         return value.hex if value is not None else None
+
+    def _tally(self, cursor: Any, failures: int, now: datetime) -> None:
+        """Add ``failures`` failed attempts to ``now``'s minute, in the open transaction."""
+        if failures:
+            minute = now.replace(second=0, microsecond=0)
+            cursor.execute(_TALLY_SQL, [self._dt(minute), failures])
 
     @contextmanager
     def _write_transaction(self) -> Iterator[Any]:
@@ -287,9 +302,11 @@ class SQLiteBackend(Backend):
     def record(self, outcomes: list[Outcome]) -> set[int]:
         if not outcomes:
             return set()
-        now = timezone.now()
         written: set[int] = set()
         with self._write_transaction() as cursor:
+            # Read once the write lock is held (BEGIN IMMEDIATE may wait for it): a
+            # wait must not shift the batch's started_at and finished_at.
+            now, clock = timezone.now(), time.monotonic()
             for outcome in outcomes:
                 error = json.dumps(outcome.error, ensure_ascii=False) if outcome.error else None
                 cursor.execute(
@@ -303,7 +320,7 @@ class SQLiteBackend(Backend):
                         outcome.status,
                         self._dt(now + timedelta(seconds=outcome.retry_delay)),
                         None
-                        if (age := outcome.seconds_since_start()) is None
+                        if (age := outcome.seconds_since_start(clock)) is None
                         else self._dt(now - timedelta(seconds=age)),
                         self._dt(now) if outcome.is_final else None,
                         outcome.keeps_unique_key,
@@ -313,6 +330,8 @@ class SQLiteBackend(Backend):
                 )
                 if cursor.rowcount:
                     written.add(outcome.job.id)
+            failed = [o for o in outcomes if o.job.id in written and o.is_failed_attempt]
+            self._tally(cursor, len(failed), now)
         return written
 
     def mark_started(self, marks: list[tuple[int, int, float]]) -> set[int]:
@@ -365,7 +384,7 @@ class SQLiteBackend(Backend):
             "outcome": outcome,
             "message": message,
             "final_message": final_message,
-            "now": self._dt(timezone.now()),
+            "now": self._dt(now := timezone.now()),
         }
         if worker_id is None:
             condition = "lease_expires_at < %(now)s"
@@ -378,7 +397,9 @@ class SQLiteBackend(Backend):
             condition = f"worker_id = %(worker)s AND id IN ({listed})"
         with self._write_transaction() as cursor:
             cursor.execute(_GIVE_BACK_SQL.format(condition=condition), params)
-            return [(row[0], row[1], not uncount and row[2] is not None) for row in cursor]
+            given = [(row[0], row[1], not uncount and row[2] is not None) for row in cursor]
+            self._tally(cursor, sum(1 for _, _, counted in given if counted), now)
+            return given
 
     def db_now(self) -> datetime:
         return timezone.now()

@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 
 from ..db import Backend
+from ..models import FailedAttempts
 
 logger = logging.getLogger("django_durable_jobs.maintenance")
 
 #: Seconds between two pruning rounds of one process (sooner while a backlog remains).
 PRUNE_INTERVAL = 60.0
+#: How long the per-minute failure tally is kept (the dashboard shows the last hour).
+FAILED_ATTEMPTS_KEPT = timedelta(days=7)
 #: Batches (of ``operations.batches.BATCH_SIZE`` rows) per status in one round:
 #: bounded, so a heartbeat is never late because of a large first prune.
 PRUNE_MAX_BATCHES = 5
@@ -22,6 +26,8 @@ _prune_lock = threading.Lock()
 
 def prune_finished_jobs(backend: Backend, *, force: bool = False) -> int:
     """Delete finished jobs past ``DURABLE_JOBS["RETENTION"]``, a few batches per round.
+
+    Also drops the failure tally's minutes older than ``FAILED_ATTEMPTS_KEPT``.
 
     Runs at most every ``PRUNE_INTERVAL`` seconds per process and database,
     and again at the next call while expired jobs remain.
@@ -34,6 +40,10 @@ def prune_finished_jobs(backend: Backend, *, force: bool = False) -> int:
             return 0
         _next_prune[backend.alias] = now + PRUNE_INTERVAL
     result = prune_expired(backend.alias, max_batches=PRUNE_MAX_BATCHES)
+    # At most one row per minute: a week's worth is 10,080 small rows.
+    FailedAttempts.objects.using(backend.alias).filter(
+        minute__lt=backend.db_now() - FAILED_ATTEMPTS_KEPT
+    ).delete()
     if result.remaining:
         with _prune_lock:
             _next_prune[backend.alias] = 0.0

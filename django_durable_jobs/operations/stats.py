@@ -19,7 +19,7 @@ from django.db.models.functions import TruncMinute
 from ..conf import app_settings
 from ..constants import JobStatus
 from ..db import get_backend
-from ..models import READY, RUNNING, Job, Worker
+from ..models import READY, RUNNING, FailedAttempts, Job, Worker
 from .batches import capped_count
 from .queues import paused_queues, queue_names
 
@@ -190,7 +190,12 @@ def worker_stats(database: str | None = None, *, now: datetime | None = None) ->
 
 @dataclasses.dataclass
 class Throughput:
-    """Jobs finished per minute, oldest minute first (``minutes`` entries)."""
+    """Per minute, oldest first (``minutes`` entries): jobs that succeeded, attempts that failed.
+
+    Failures are attempts (``models.FailedAttempts``), not jobs: a job that
+    fails twice and then succeeds counts twice here and once in ``succeeded``,
+    and an operator's retry of a FAILED job does not erase its failures.
+    """
 
     start: datetime
     succeeded: list[int]
@@ -211,23 +216,31 @@ class Throughput:
 def throughput(
     database: str | None = None, *, minutes: int = 60, now: datetime | None = None
 ) -> Throughput:
-    """SUCCESSFUL and FAILED jobs per minute over the last ``minutes`` (a range scan)."""
+    """Jobs that succeeded and attempts that failed, per minute over the last ``minutes``.
+
+    Two range scans: SUCCESSFUL jobs by ``finished_at``, and the failure tally.
+    """
     alias = database or app_settings.DATABASE
     now = now or get_backend(alias).db_now()
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     start = end - timedelta(minutes=minutes)
     rows = (
         Job.objects.using(alias)
-        .filter(status__in=[JobStatus.SUCCESSFUL, JobStatus.FAILED], finished_at__gte=start)
+        .filter(status=JobStatus.SUCCESSFUL, finished_at__gte=start)
         .order_by()
         .annotate(minute=TruncMinute("finished_at"))
-        .values("minute", "status")
+        .values_list("minute")
         .annotate(n=CountRows("*"))
     )
+    failures = (
+        FailedAttempts.objects.using(alias)
+        .filter(minute__gte=start)
+        .values_list("minute", "failures")
+    )
     succeeded, failed = [0] * minutes, [0] * minutes
-    for row in rows:
-        index = int((row["minute"] - start).total_seconds() // 60)
-        if 0 <= index < minutes:
-            series = succeeded if row["status"] == JobStatus.SUCCESSFUL else failed
-            series[index] += row["n"]
+    for series, counts in ((succeeded, rows), (failed, failures)):
+        for minute, n in counts:
+            index = int((minute - start).total_seconds() // 60)
+            if 0 <= index < minutes:
+                series[index] += n
     return Throughput(start=start, succeeded=succeeded, failed=failed)

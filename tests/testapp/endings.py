@@ -95,3 +95,14 @@ def watches_for_cancel(seconds: float) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+@job(max_attempts=2, retry=NOW)
+def fails_once(key: str) -> str:
+    """Raises on its first attempt, succeeds on the second."""
+    _bump(key)
+    context = current_job()
+    assert context is not None
+    if context.attempt == 1:
+        raise ValueError("first attempt fails on purpose")
+    return "second time lucky"
