@@ -16,9 +16,11 @@ class DurableJobsConfig(AppConfig):
         from . import (
             checks,  # noqa: F401 - registers the system checks
             inline,
+            tasks_checks,
         )
 
         inline.install()  # immediate mode, if the settings ask for it
+        tasks_checks.register_django_tasks_checks()
 
         # Import <app>.jobs for every installed app, so every @job is registered
         # before a worker looks a name up.

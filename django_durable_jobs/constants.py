@@ -16,6 +16,15 @@ NOTIFY_CHANNEL = "durable_jobs"
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.:\-]{1,100}$"
 MAX_JOB_NAME_LENGTH = 255
 
+#: The published documentation: messages and check hints link here, not to files of
+#: the repository that a ``pip install`` does not have.
+DOCS_URL = "https://github.com/django-durable-jobs/django-durable-jobs/blob/main/docs"
+
+
+def docs_url(page: str) -> str:
+    """The published address of a docs page: ``docs_url("howto/periodic-jobs.md")``."""
+    return f"{DOCS_URL}/{page}"
+
 
 class JobStatus(models.TextChoices):
     """Where a job is in its life.

@@ -1,10 +1,12 @@
-"""Logging that stays readable during an outage: repeats are counted, not printed."""
+"""The package's logging helpers: rate-limited outage lines, job fields, JSON lines."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 
 
 class RateLimitedLog:
@@ -43,11 +45,14 @@ class JobContextFilter(logging.Filter):
     """Add ``job_id``, ``job_name``, ``job_queue`` and ``job_attempt`` to records logged in a job.
 
     Attach it to a handler (``LOGGING["filters"]``) to use ``%(job_id)s`` and the others in
-    formats, or to ship them as fields of structured logs. Outside a job they are ``"-"``.
+    formats, or to ship them as fields of structured logs. Outside a job they are ``"-"``,
+    except on the worker's own lines about a job (its outcome), which carry them already.
     It never drops a record.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if hasattr(record, "job_id"):
+            return True  # a worker line about a job: its fields are set
         from .context import current_job
 
         context = current_job()
@@ -56,3 +61,34 @@ class JobContextFilter(logging.Filter):
         record.job_queue = context.queue if context else "-"
         record.job_attempt = context.attempt if context else "-"
         return True
+
+
+#: Record attributes a JSON line carries when they are set (not ``"-"``).
+JOB_FIELDS = ("job_id", "job_name", "job_queue", "job_attempt", "duration", "outcome", "trace_id")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line (``runworker --log-format json``), for log stacks that parse.
+
+    Keys: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``, ``process``,
+    ``thread``, the job's fields where the line is about a job (``JOB_FIELDS``; add
+    ``JobContextFilter`` for the lines a job's own code logs), and ``exception``
+    (the formatted traceback) when there is one.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": record.process,
+            "thread": record.threadName,
+        }
+        for field in JOB_FIELDS:
+            value = getattr(record, field, None)
+            if value is not None and value != "-":
+                data[field] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import app_settings
+from .constants import docs_url
 from .exceptions import DurableJobsError, InvalidJobArguments, InvalidJobOptions
 from .schedules import InvalidSchedule, Schedule, UnknownTimeZone, get_zone, parse_schedule
 from .validation import check_priority, check_queue
@@ -230,7 +231,11 @@ def _load_entry(name: str, spec: Any) -> tuple[PeriodicEntry | None, list[Proble
             schedule = parse_schedule(spec["schedule"], zone or get_zone("UTC"))
         except InvalidSchedule as exc:
             problems.append(
-                problem(BAD_SCHEDULE, str(exc), "See the grammar in docs/howto/periodic-jobs.md.")
+                problem(
+                    BAD_SCHEDULE,
+                    str(exc),
+                    f"The grammar: {docs_url('howto/periodic-jobs.md')}",
+                )
             )
 
     definition = None

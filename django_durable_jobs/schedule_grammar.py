@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from .constants import docs_url
 from .exceptions import DurableJobsError
 
 
@@ -149,7 +150,7 @@ def to_cron(text: str) -> str:
                 f"schedule={text!r} is not in the English grammar: use for example "
                 "'every 15 seconds', 'every 5 minutes', 'every 2 hours', 'every day at 04:30', "
                 "'every monday at 09:00', 'every weekday at 08:00' or 'every month on day 1 "
-                "at 06:00' (see docs/howto/periodic-jobs.md)."
+                f"at 06:00' (see {docs_url('howto/periodic-jobs.md')})."
             )
         return english
     fields = normal.split(" ")

@@ -56,7 +56,7 @@ else:  # Django 5.2 with the django-tasks backport
 
 from . import registry, signals
 from .conf import app_settings
-from .constants import JobStatus
+from .constants import JobStatus, docs_url
 from .definitions import DEFAULT, JobDefinition
 from .enqueue import _open_transaction_elsewhere, enqueue_prepared
 from .exceptions import DurableJobsError, InvalidJobArguments
@@ -238,7 +238,7 @@ class DurableJobsBackend(BaseTaskBackend):
         messages: list[checks.CheckMessage] = [
             checks.Error(
                 f"{obj}['OPTIONS'] has an invalid {problem}.",
-                hint="See docs/howto/django-tasks.md for the options and their values.",
+                hint=f"The options and their values: {docs_url('howto/django-tasks.md')}",
                 obj=obj,
                 id="django_durable_jobs.E020",
             )

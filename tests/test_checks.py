@@ -7,6 +7,10 @@ from django.core.checks import run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
+# Django 6 asks the database whether it supports JSONField (SQLite) during the
+# model checks that run_checks() includes.
+pytestmark = pytest.mark.django_db(databases="__all__")
+
 
 def check_ids(settings, **durable_jobs) -> dict[str, str]:
     settings.DURABLE_JOBS = durable_jobs

@@ -7,6 +7,10 @@ from datetime import timedelta
 import pytest
 from django.core.checks import run_checks
 
+# Django 6 asks SQLite whether it supports JSONField during the model checks
+# that run_checks() includes: the checks need database access.
+pytestmark = pytest.mark.django_db(databases="__all__")
+
 
 def ids(settings, **durable_jobs) -> list[str]:
     settings.DURABLE_JOBS = durable_jobs

@@ -10,6 +10,10 @@ from django.core.management.base import SystemCheckError
 from django_durable_jobs.periodic import PeriodicConfigError, get_entries
 from django_durable_jobs.schedules import every_minute
 
+# Django 6 asks SQLite whether it supports JSONField during the model checks
+# that run_checks() includes: the checks need database access.
+pytestmark = pytest.mark.django_db(databases="__all__")
+
 GOOD = {"job": "tests.testapp.jobs.noop", "schedule": "every_minute"}
 
 

@@ -53,6 +53,7 @@ from ..rows import ClaimedJob
 from ..scheduler import Scheduler
 from .heartbeat import Heartbeat
 from .listener import Listener
+from .memory import resident_megabytes
 from .pool import JobPool
 from .recorder import Recorder
 
@@ -73,7 +74,9 @@ class Worker:
 
     ``queues``: names to take jobs from (None: all queues). ``burst``: return
     once no job is ready and none is running. ``max_jobs``: stop after claiming
-    that many. ``install_signal_handlers``: handle SIGTERM/SIGINT (main thread
+    that many. ``max_memory``: MB of resident memory past which the worker stops
+    claiming, lets its running jobs finish (however long they take) and is
+    recycled (see ``recycle``). ``install_signal_handlers``: handle SIGTERM/SIGINT (main thread
     only). ``scheduler``: also enqueue the PERIODIC entries' ticks (in a
     thread). ``worker_id``: the uuid to run under (a supervisor chooses its
     children's). ``recycle``: what to do when the process must be recycled
@@ -88,6 +91,7 @@ class Worker:
         concurrency: int | None = None,
         burst: bool = False,
         max_jobs: int | None = None,
+        max_memory: float | None = None,
         shutdown_timeout: float | None = None,
         poll_interval: float | None = None,
         listen: bool | None = None,
@@ -108,6 +112,9 @@ class Worker:
         )
         self.burst = burst
         self.max_jobs = max_jobs
+        self.max_memory = max_memory
+        self._memory_exceeded = False
+        self._next_memory_check = 0.0
         self.shutdown_timeout = (
             settings.SHUTDOWN_TIMEOUT if shutdown_timeout is None else shutdown_timeout
         )
@@ -169,7 +176,7 @@ class Worker:
         else:
             self._work()
         logger.info("worker %s stopped after %s jobs", self.id, self.processed)
-        if self.pool.wants_recycle.is_set() and not self._force.is_set():
+        if (self.pool.wants_recycle.is_set() or self._memory_exceeded) and not self._force.is_set():
             return self._recycled()
         return self.exit_code
 
@@ -279,7 +286,29 @@ class Worker:
             self._background.append(thread)
 
     # -- claiming ------------------------------------------------------------------
+    def _over_memory(self) -> bool:
+        """Past ``max_memory``? Read at most once a second; once past, it stays past."""
+        if self.max_memory is None or self._memory_exceeded:
+            return self._memory_exceeded
+        now = time.monotonic()
+        if now >= self._next_memory_check:
+            self._next_memory_check = now + 1.0
+            used = resident_megabytes()
+            if used > self.max_memory:
+                self._memory_exceeded = True
+                logger.warning(
+                    "worker %s holds %.0f MB, over --max-memory %.0f MB: no more claims; "
+                    "recycling once its %s running job(s) finish",
+                    self.id,
+                    used,
+                    self.max_memory,
+                    len(self.pool.running()),
+                )
+        return self._memory_exceeded
+
     def _claim_limit(self) -> int:
+        if self._over_memory():
+            return 0
         free = self.pool.free_slots()
         if self.max_jobs is not None:
             free = min(free, self.max_jobs - self._claimed_total)
@@ -316,7 +345,7 @@ class Worker:
                 self.db_log.recovered("claim", "database reachable again: claiming resumed")
                 self._claimed_total += len(claimed)
             quota_used = self.max_jobs is not None and self._claimed_total >= self.max_jobs
-            if quota_used and self.pool.idle():
+            if (quota_used or self._over_memory()) and self.pool.idle():
                 return
             if self.burst and was_idle and limit and not claimed:
                 return

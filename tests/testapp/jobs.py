@@ -342,6 +342,22 @@ def collect(label: str) -> list:
     return sorted(members.values_list("status", flat=True))
 
 
+# -- recycling ------------------------------------------------------------------
+
+_hoard: list[bytearray] = []
+
+
+@job(max_attempts=1)
+def hoards_memory(megabytes: int, then_sleep: float = 1.5) -> int:
+    """Leaks ``megabytes`` MB for good (touched, so resident), as a leaky job does."""
+    block = bytearray(megabytes * 2**20)
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1
+    _hoard.append(block)
+    time.sleep(then_sleep)  # past the worker's once-a-second memory reading
+    return len(_hoard)
+
+
 # Steps classes with a custom name must be imported at startup, like @job(name=...):
 # importing them from the app's jobs module does that.
 from . import pipelines  # noqa: E402, F401

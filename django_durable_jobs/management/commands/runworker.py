@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_durable_jobs.conf import app_settings
 from django_durable_jobs.db import get_backend
+from django_durable_jobs.logutil import JobContextFilter, JsonLogFormatter
 from django_durable_jobs.periodic import PeriodicConfigError
 from django_durable_jobs.scheduler import Scheduler
 from django_durable_jobs.validation import check_queue
@@ -24,6 +25,13 @@ from django_durable_jobs.worker.supervisor import Supervisor
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _megabytes(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
         raise ValueError(text)
     return value
 
@@ -40,9 +48,11 @@ _CHILD_OPTIONS = {
     "--queues": "queues",
     "--concurrency": "concurrency",
     "--max-jobs": "max_jobs",
+    "--max-memory": "max_memory",
     "--shutdown-timeout": "shutdown_timeout",
     "--poll-interval": "poll_interval",
     "--log-level": "log_level",
+    "--log-format": "log_format",
     "--settings": "settings",
     "--pythonpath": "pythonpath",
 }
@@ -85,6 +95,15 @@ class Command(BaseCommand):
             help="Exit after running this many jobs (with --processes: restart the process).",
         )
         parser.add_argument(
+            "--max-memory",
+            type=_megabytes,
+            default=None,
+            metavar="MB",
+            help="Recycle the process once it holds more than this many MB of resident "
+            "memory: it stops claiming, lets its running jobs finish, then re-executes "
+            "itself (with --processes: each child, restarted by the supervisor).",
+        )
+        parser.add_argument(
             "--shutdown-timeout",
             type=_seconds,
             default=None,
@@ -115,6 +134,13 @@ class Command(BaseCommand):
             choices=["DEBUG", "INFO", "WARNING", "ERROR"],
             help="Level of the worker's own log lines when LOGGING does not configure them.",
         )
+        parser.add_argument(
+            "--log-format",
+            default="text",
+            choices=["text", "json"],
+            help="Format of those lines: text, or json (one object per line, with the job's "
+            "id, name, queue, attempt, duration and outcome on the lines about a job).",
+        )
         # Set by a supervisor for its children.
         parser.add_argument("--worker-id", type=uuid.UUID, help=argparse.SUPPRESS)
         parser.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
@@ -126,7 +152,7 @@ class Command(BaseCommand):
                 check_queue(name)
             except ValueError as exc:
                 raise CommandError(str(exc)) from exc
-        self._configure_logging(options["log_level"])
+        self._configure_logging(options["log_level"], options["log_format"])
         if options["processes"]:
             self._check_schedules(options)  # before any child, not in each child
             code = self._supervise(options)
@@ -143,6 +169,7 @@ class Command(BaseCommand):
                 concurrency=options["concurrency"],
                 burst=options["burst"],
                 max_jobs=options["max_jobs"],
+                max_memory=options["max_memory"],
                 shutdown_timeout=options["shutdown_timeout"],
                 poll_interval=options["poll_interval"],
                 listen=False if options["no_listen"] else None,
@@ -201,16 +228,20 @@ class Command(BaseCommand):
             return [sys.executable, *argv[1 : argv.index("runworker") + 1]]
         return [sys.executable, "-m", "django", "runworker"]
 
-    def _configure_logging(self, level: str) -> None:
+    def _configure_logging(self, level: str, log_format: str) -> None:
         """Show the worker's log lines unless the project's LOGGING already routes them."""
         package_logger = logging.getLogger("django_durable_jobs")
         if package_logger.handlers or logging.getLogger().handlers:
             return
         handler = logging.StreamHandler(self.stderr._out)  # type: ignore[call-overload]
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)s [%(process)d %(threadName)s] %(name)s: %(message)s"
+        if log_format == "json":
+            handler.setFormatter(JsonLogFormatter())
+            handler.addFilter(JobContextFilter())
+        else:
+            handler.setFormatter(
+                logging.Formatter(
+                    "%(asctime)s %(levelname)s [%(process)d %(threadName)s] %(name)s: %(message)s"
+                )
             )
-        )
         package_logger.addHandler(handler)
         package_logger.setLevel(level)
