@@ -27,7 +27,9 @@ def main() -> int:
             [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"], start_new_session=True
         ),
         "worker": subprocess.Popen(
-            [*manage, "runworker", "--shutdown-timeout", "10"], start_new_session=True
+            # --reload: restarted on a code change, as runserver would be.
+            [*manage, "runworker", "--reload", "--shutdown-timeout", "10"],
+            start_new_session=True,
         ),
     }
     print(f"\nDemo running: http://127.0.0.1:{port}/  (Ctrl-C stops web and worker)\n", flush=True)

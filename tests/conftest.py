@@ -58,7 +58,12 @@ class WorkerProcess:
     """A ``manage.py runworker`` subprocess on the test database."""
 
     def __init__(
-        self, args: list[str], settings: dict | None, log_path: Path, env: dict | None = None
+        self,
+        args: list[str],
+        settings: dict | None,
+        log_path: Path,
+        env: dict | None = None,
+        new_session: bool = False,
     ) -> None:
         env = {
             **os.environ,
@@ -79,6 +84,7 @@ class WorkerProcess:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=new_session,  # its own process group (killpg)
         )
 
     @property
@@ -118,9 +124,11 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start worker subprocesses: ``start_worker("--burst", settings={...})``."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, settings: dict | None = None, env: dict | None = None) -> WorkerProcess:
+    def start(
+        *args: str, settings: dict | None = None, env: dict | None = None, new_session=False
+    ) -> WorkerProcess:
         log_path = tmp_path / f"worker-{len(started)}.log"
-        worker = WorkerProcess(list(args), settings, log_path, env)
+        worker = WorkerProcess(list(args), settings, log_path, env, new_session)
         started.append(worker)
         return worker
 

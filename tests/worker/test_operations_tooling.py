@@ -6,8 +6,10 @@ Real ``runworker`` subprocesses (issue 20, items 2 and 4).
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +88,70 @@ def test_max_memory_recycles_each_child_of_a_supervisor(start_worker):
     assert [h.refresh().result for h in hoarders] == [1, 1]
     supervisor.signal(signal.SIGTERM)
     assert supervisor.wait() == 0, supervisor.output()
+
+
+def _touch(path: Path) -> None:
+    """A new mtime, the same content: what the autoreloader sees as an edit."""
+    stat = path.stat()
+    os.utime(path, (stat.st_atime, stat.st_mtime + 5))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _kill_group(worker) -> None:
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def test_reload_restarts_the_worker_on_a_code_change_after_its_job_finishes(start_worker, tmp_path):
+    marker = tmp_path / "started"
+    running = jobs.sleeper.enqueue(2, str(marker))
+    worker = start_worker("--reload", "--shutdown-timeout", "20", new_session=True)
+    try:
+        wait_for(marker.exists, timeout=30)
+        _touch(Path(jobs.__file__))  # a module the worker imported
+        wait_for(lambda: "reloading the worker" in worker.output(), timeout=30)
+        job = running.refresh().job
+        assert (job.status, job.attempts, job.errors) == (JobStatus.SUCCESSFUL, 1, [])
+        output = worker.output()
+        assert "jobs.py changed: stopping the worker (its running jobs finish first)" in output
+        wait_for(lambda: worker.output().count(" starting: pid=") == 2, timeout=30)
+        after = jobs.add.enqueue(20, 22)  # the new process runs jobs
+        wait_for(lambda: after.refresh().status == JobStatus.SUCCESSFUL, timeout=30)
+        child = int(worker.output().split(" starting: pid=")[-1].split()[0])
+        worker.signal(signal.SIGTERM)  # the parent only, as a process manager does
+        assert worker.wait() == 0
+        wait_for(lambda: "stopped after" in worker.output().split(" starting: pid=")[-1])
+        wait_for(lambda: not _alive(child))  # no orphan left running
+    finally:
+        _kill_group(worker)
+
+
+def test_reload_and_processes_do_not_go_together(start_worker):
+    worker = start_worker("--reload", "--processes", "2")
+    assert worker.wait() == 1
+    assert "--reload runs one worker process: drop --processes." in worker.output()
+
+
+def test_a_reloading_worker_whose_parent_is_killed_stops_instead_of_running_orphaned(
+    start_worker,
+):
+    worker = start_worker("--reload", new_session=True)
+    try:
+        wait_for(lambda: " starting: pid=" in worker.output(), timeout=30)
+        child = int(worker.output().split(" starting: pid=")[-1].split()[0])
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        wait_for(lambda: "the reloader's parent process is gone" in worker.output())
+        wait_for(lambda: not _alive(child))
+        assert "stopped after 0 jobs" in worker.output()
+    finally:
+        _kill_group(worker)

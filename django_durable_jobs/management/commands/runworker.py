@@ -118,6 +118,12 @@ class Command(BaseCommand):
             "(default: DURABLE_JOBS['POLL_INTERVAL']).",
         )
         parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="For development: restart the worker when a Python file changes, as "
+            "runserver does; running jobs finish first (up to --shutdown-timeout).",
+        )
+        parser.add_argument(
             "--no-listen",
             action="store_true",
             help="Do not use LISTEN/NOTIFY (for example behind a transaction-pooling PgBouncer).",
@@ -153,6 +159,13 @@ class Command(BaseCommand):
             except ValueError as exc:
                 raise CommandError(str(exc)) from exc
         self._configure_logging(options["log_level"], options["log_format"])
+        if options["reload"]:
+            if options["processes"]:
+                raise CommandError("--reload runs one worker process: drop --processes.")
+            from django_durable_jobs.worker import reloading  # the autoreloader: only here
+
+            reloading.run_with_reloader(lambda **kw: self._worker(queues, options, **kw))
+            return
         if options["processes"]:
             self._check_schedules(options)  # before any child, not in each child
             code = self._supervise(options)
@@ -161,7 +174,9 @@ class Command(BaseCommand):
         if code:
             sys.exit(code)
 
-    def _worker(self, queues: list[str], options: dict[str, Any]) -> Worker:
+    def _worker(
+        self, queues: list[str], options: dict[str, Any], *, install_signal_handlers: bool = True
+    ) -> Worker:
         supervised = options["supervisor_pid"] is not None
         try:
             return Worker(
@@ -177,6 +192,7 @@ class Command(BaseCommand):
                 recycle="exit" if supervised else "exec",
                 parent_pid=options["supervisor_pid"],
                 scheduler=not options["no_scheduler"],
+                install_signal_handlers=install_signal_handlers,
             )
         except PeriodicConfigError as exc:
             raise CommandError(f"{exc}\n(Or start with --no-scheduler.)") from exc
