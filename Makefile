@@ -6,12 +6,14 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
 export TEST_POSTGRES_URL
 
-# The second combination of the version matrix: the newest Python and Django.
-# (pyenv's shims answer `command -v` without working, so try the installed path first.)
-PYTHON_NEWEST ?= $(firstword $(wildcard /root/.pyenv/versions/3.13*/bin/python3.13) \
-	$(shell command -v python3.13 2>/dev/null))
-DJANGO_NEWEST ?= django>=6.1,<6.2
-MATRIX_VENV ?= .venv-py313-dj61
+# The other combinations of the version matrix (make test is Python 3.11 + Django 5.2):
+# MATRIX_PY + MATRIX_DJANGO in MATRIX_VENV. Default: the newest, 3.13 + 6.1, which also
+# runs mypy. (pyenv's shims answer `command -v` without working: try the installed path.)
+MATRIX_PY ?= 3.13
+MATRIX_DJANGO ?= 6.1
+MATRIX_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/$(MATRIX_PY)*/bin/python$(MATRIX_PY)) \
+	$(shell command -v python$(MATRIX_PY) 2>/dev/null))
+MATRIX_VENV ?= .venv-py$(subst .,,$(MATRIX_PY))-dj$(subst .,,$(MATRIX_DJANGO))
 MBIN := $(MATRIX_VENV)/bin
 
 .PHONY: install install-matrix demo test test-sqlite test-postgres test-matrix typecheck docs \
@@ -27,10 +29,10 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 $(MBIN)/.installed: pyproject.toml
-	@test -x "$(PYTHON_NEWEST)" || { echo "Python 3.13 not found: set PYTHON_NEWEST"; exit 1; }
-	$(PYTHON_NEWEST) -m venv $(MATRIX_VENV)
+	@test -x "$(MATRIX_PYTHON)" || { echo "Python $(MATRIX_PY) not found: set MATRIX_PYTHON"; exit 1; }
+	$(MATRIX_PYTHON) -m venv $(MATRIX_VENV)
 	$(MBIN)/python -m pip install --quiet --upgrade pip
-	$(MBIN)/python -m pip install --quiet -e ".[dev,typecheck]" "$(DJANGO_NEWEST)"
+	$(MBIN)/python -m pip install --quiet -e ".[dev,typecheck]" "django~=$(MATRIX_DJANGO).0"
 	touch $@
 
 install-matrix: $(MBIN)/.installed
@@ -66,13 +68,16 @@ test-postgres: install
 		if [ "$$CI" = "true" ]; then exit 1; fi; \
 	fi
 
-## test-matrix: Python 3.13 + Django 6.1 on PostgreSQL (make test covers 3.11 + 5.2 on both).
+## test-matrix: the suite on MATRIX_PY + MATRIX_DJANGO (default 3.13 + 6.1), SQLite then
+## PostgreSQL. CI passes PYTEST_ARGS='-m "not slow"' (see .ci/run).
 test-matrix: install-matrix
+	@echo "==> tests on SQLite, $$($(MBIN)/python -c 'import sys, django; print(f"Python {sys.version.split()[0]}, Django {django.__version__}")')"
+	TEST_DB=sqlite $(MBIN)/python -m pytest $(PYTEST_ARGS)
 	@if $(MBIN)/python tests/pg_reachable.py; then \
 		echo "==> tests on PostgreSQL, $$($(MBIN)/python -c 'import sys, django; print(f"Python {sys.version.split()[0]}, Django {django.__version__}")')"; \
 		TEST_DB=postgres $(MBIN)/python -m pytest $(PYTEST_ARGS); \
 	else \
-		echo "!! PostgreSQL is NOT reachable: the Django 6.1 tests did NOT run"; \
+		echo "!! PostgreSQL is NOT reachable: the Django $(MATRIX_DJANGO) tests on it did NOT run"; \
 		if [ "$$CI" = "true" ]; then exit 1; fi; \
 	fi
 
@@ -128,5 +133,5 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(MATRIX_VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache \
+	rm -rf $(VENV) .venv-py3*-dj* build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache \
 		docs/_build example_project/db.sqlite3*

@@ -93,7 +93,7 @@ def test_max_memory_recycles_each_child_of_a_supervisor(start_worker):
 def _touch(path: Path) -> None:
     """A new mtime, the same content: what the autoreloader sees as an edit."""
     stat = path.stat()
-    os.utime(path, (stat.st_atime, stat.st_mtime + 5))
+    os.utime(path, (stat.st_atime, stat.st_mtime + 1))
 
 
 def _alive(pid: int) -> bool:
@@ -117,8 +117,13 @@ def test_reload_restarts_the_worker_on_a_code_change_after_its_job_finishes(star
     worker = start_worker("--reload", "--shutdown-timeout", "20", new_session=True)
     try:
         wait_for(marker.exists, timeout=30)
-        _touch(Path(jobs.__file__))  # a module the worker imported
-        wait_for(lambda: "reloading the worker" in worker.output(), timeout=30)
+        # A module the worker imported. Touched again each second: an edit made before
+        # the reloader's first look at the files would be its baseline, not a change.
+        wait_for(
+            lambda: _touch(Path(jobs.__file__)) or "reloading the worker" in worker.output(),
+            timeout=30,
+            interval=1.0,
+        )
         job = running.refresh().job
         assert (job.status, job.attempts, job.errors) == (JobStatus.SUCCESSFUL, 1, [])
         output = worker.output()
