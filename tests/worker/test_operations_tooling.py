@@ -5,6 +5,7 @@ Real ``runworker`` subprocesses (issue 20, items 2 and 4).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -105,10 +106,8 @@ def _alive(pid: int) -> bool:
 
 
 def _kill_group(worker) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(worker.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def test_reload_restarts_the_worker_on_a_code_change_after_its_job_finishes(start_worker, tmp_path):
