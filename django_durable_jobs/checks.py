@@ -7,6 +7,7 @@ A bad setting is an error at startup (``manage.py check``, ``runserver``,
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 from datetime import timedelta
 from typing import Any
@@ -117,9 +118,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     errors += _check_retention(values["RETENTION"])
     errors += _check_queues(values)
     errors += _check_database(values["DATABASE"])
-    for key in ("LISTEN_NOTIFY", "IMMEDIATE"):
+    for key in ("LISTEN_NOTIFY", "IMMEDIATE", "OPENTELEMETRY"):
         if not isinstance(values[key], bool):
             errors.append(_error("E003", f"DURABLE_JOBS[{key!r}] must be True or False."))
+    if values["OPENTELEMETRY"] is True and importlib.util.find_spec("opentelemetry") is None:
+        errors.append(
+            _error(
+                "E011",
+                "DURABLE_JOBS['OPENTELEMETRY'] is True, but opentelemetry-api is not installed.",
+                hint='pip install "django-durable-jobs[opentelemetry]", or set it to False.',
+            )
+        )
     if isinstance(values["PERIODIC"], dict | list | tuple):
         errors += _check_periodic(values["PERIODIC"])
     else:

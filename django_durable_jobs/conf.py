@@ -67,6 +67,9 @@ DEFAULTS: dict[str, Any] = {
     # `manage.py jobs health` fails and the admin dashboard flags the queue;
     # None disables the check.
     "HEALTH_MAX_READY_AGE": 300.0,
+    # OpenTelemetry spans for enqueues and attempts, the trace context carried in
+    # each job (needs opentelemetry-api; docs/howto/monitoring.md).
+    "OPENTELEMETRY": False,
     # Tests only: run each job in the enqueuing process as soon as the enqueuing
     # transaction commits, instead of leaving it to a worker (docs/howto/testing.md).
     "IMMEDIATE": False,

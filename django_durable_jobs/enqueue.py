@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db import connections, transaction
 
+from . import tracing
 from .conf import app_settings
 from .exceptions import DurableJobsError
 from .handle import JobHandle
@@ -65,11 +66,15 @@ def insert_jobs(prepared: list[PreparedJob], alias: str) -> list[tuple[int, bool
 
     backend = get_backend(alias)
     notify = app_settings.LISTEN_NOTIFY
-    if backend.insert_statements(len(prepared)) > 1 and not connections[alias].in_atomic_block:
-        # Several statements for a large batch: all or nothing.
-        with transaction.atomic(using=alias):
-            return _insert_resolving_keys(backend, prepared, alias, notify)
-    return _insert_resolving_keys(backend, prepared, alias, notify)
+    with tracing.producing(prepared) as span:
+        if backend.insert_statements(len(prepared)) > 1 and not connections[alias].in_atomic_block:
+            # Several statements for a large batch: all or nothing.
+            with transaction.atomic(using=alias):
+                results = _insert_resolving_keys(backend, prepared, alias, notify)
+        else:
+            results = _insert_resolving_keys(backend, prepared, alias, notify)
+        tracing.sent(span, [job_id for job_id, _ in results])
+    return results
 
 
 def _insert_resolving_keys(

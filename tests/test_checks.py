@@ -129,3 +129,18 @@ def test_inconsistent_backoff_settings_are_errors(settings, overrides, fragment)
     assert len(messages) == 1
     assert fragment in messages[0].msg
     assert messages[0].hint
+
+
+def test_opentelemetry_must_be_a_bool_and_installed(settings, monkeypatch):
+    assert "django_durable_jobs.E003" in check_ids(settings, OPENTELEMETRY="yes")
+    assert check_ids(settings, OPENTELEMETRY=True) == {}  # installed with the dev extra
+    from django_durable_jobs import checks
+
+    real = checks.importlib.util.find_spec
+    monkeypatch.setattr(
+        checks.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "opentelemetry" else real(name, *a),
+    )
+    ids = check_ids(settings, OPENTELEMETRY=True)
+    assert "opentelemetry-api is not installed" in ids["django_durable_jobs.E011"]

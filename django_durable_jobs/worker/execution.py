@@ -21,7 +21,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.db import connections, transaction
 
-from .. import registry, signals
+from .. import registry, signals, tracing
 from ..connections import (
     after_job,
     database_writable,
@@ -107,6 +107,20 @@ def execute(
     worker's watchdog does it from outside), and transactions the caller had
     open before the job (a test's) are left alone.
     """
+    with tracing.processing(job) as span:
+        outcome, written = _execute(job, backend, recorder, worker_id, context, inline)
+        tracing.ended(span, outcome)
+    return outcome, written
+
+
+def _execute(
+    job: ClaimedJob,
+    backend: Backend,
+    recorder: Recorder,
+    worker_id: uuid.UUID | None,
+    context: JobContext | None,
+    inline: bool,
+) -> tuple[Outcome, Written | None]:
     context = context or context_for(job, worker_id)
     definition, load_error = load_definition(job.name)
     signals.send_started(context, definition)

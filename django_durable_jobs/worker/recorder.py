@@ -26,7 +26,7 @@ from collections import Counter
 
 from django.db import DatabaseError, connections, transaction
 
-from .. import signals
+from .. import signals, tracing
 from ..connections import (
     Backoff,
     close_connection,
@@ -92,13 +92,13 @@ class Recorder:
         in_transaction = connections[alias].in_atomic_block
         with transaction.atomic(using=alias, savepoint=not in_transaction):
             written = Written(self.backend.record(outcomes))
-            follow_ups = [
-                follow
-                for outcome in outcomes
-                if outcome.job.id in written.ids
-                for follow in outcome.follow_ups
-            ]
-            if follow_ups:
+            followed = [o for o in outcomes if o.job.id in written.ids and o.follow_ups]
+            if followed and tracing.enabled():
+                for outcome in followed:  # each in its job's trace
+                    with tracing.resumed(outcome.job):
+                        written.made_ready += insert_now(outcome.follow_ups, alias)
+            elif followed:
+                follow_ups = [follow for outcome in followed for follow in outcome.follow_ups]
                 written.made_ready += insert_now(follow_ups, alias)
             releases = Counter(
                 callback
@@ -256,4 +256,5 @@ def _fields(outcome: Outcome, seconds: float) -> dict[str, object]:
         "job_attempt": job.attempt,
         "duration": round(seconds, 6),
         "outcome": outcome.kind,
+        "trace_id": tracing.trace_id(job) if tracing.enabled() else None,
     }

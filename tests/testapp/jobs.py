@@ -358,6 +358,12 @@ def hoards_memory(megabytes: int, then_sleep: float = 1.5) -> int:
     return len(_hoard)
 
 
+@job
+def enqueues_an_add(a: int, b: int) -> int:
+    """Enqueues a job from inside a job (tracing: the trace goes on into it)."""
+    return add.enqueue(a, b).id
+
+
 # Steps classes with a custom name must be imported at startup, like @job(name=...):
 # importing them from the app's jobs module does that.
 from . import pipelines  # noqa: E402, F401
