@@ -44,6 +44,9 @@ if TEST_DB == "postgres":
             "TEST": {"NAME": test_name},
         },
     }
+    if os.environ.get("DDJ_TEST_POOLER") == "transaction":
+        # Behind PgBouncer in transaction mode, as docs/howto/pgbouncer.md says.
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     # A second database, for "the jobs live on another alias" transaction tests.
     DATABASES["other"] = {**DATABASES["default"], "TEST": {"NAME": f"{test_name}_other"}}
     if USE_TEST_DB:
@@ -111,7 +114,9 @@ TEMPLATES = [
 ]
 STATIC_URL = "/static/"
 
-# Fast timings for tests; a subprocess can override any key with DDJ_TEST_SETTINGS (JSON).
+# Fast timings for tests. DDJ_TEST_BASE_SETTINGS (JSON) overrides keys for a whole run,
+# worker subprocesses included (the PgBouncer pass: .ci/pgbouncer); a subprocess can
+# override any key again with DDJ_TEST_SETTINGS.
 DURABLE_JOBS = {
     "POLL_INTERVAL": 0.2,
     "HEARTBEAT_INTERVAL": 0.5,
@@ -119,5 +124,6 @@ DURABLE_JOBS = {
     "SHUTDOWN_TIMEOUT": 10.0,
     "RETRY_BASE_DELAY": 0.1,
     "RETRY_JITTER": 0.0,
+    **json.loads(os.environ.get("DDJ_TEST_BASE_SETTINGS", "{}")),
     **json.loads(os.environ.get("DDJ_TEST_SETTINGS", "{}")),
 }
