@@ -203,8 +203,8 @@ def log_outcome(outcome: Outcome) -> None:
     Each line carries the job's fields as record attributes (``job_id``,
     ``job_name``, ``job_queue``, ``job_attempt``, ``duration``, ``outcome``) for
     ``--log-format json`` and ``JobContextFilter`` formats. The success line
-    costs about 9 µs of the worker's CPU per job (docs/topics/performance.md);
-    ``runworker --log-level WARNING`` drops it.
+    costs about 20 µs of the worker's CPU per job, a quarter of it for no-op
+    jobs (docs/topics/performance.md); ``runworker --log-level WARNING`` drops it.
     """
     job = outcome.job
     seconds = outcome.duration or 0.0
