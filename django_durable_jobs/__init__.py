@@ -22,6 +22,7 @@ from .exceptions import (
     JobNotFinished,
     PayloadTooLarge,
     Retry,
+    Snooze,
     UnknownJob,
     UnknownQueue,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "RunHandle",
+    "Snooze",
     "Steps",
     "Unique",
     "UnknownJob",

@@ -51,6 +51,7 @@ class AttemptOutcome(models.TextChoices):
 
     ERROR = "error", _("Raised an exception")
     RETRY = "retry", _("Asked for a retry")
+    SNOOZED = "snoozed", _("Snoozed")
     CANCELLED = "cancelled", _("Cancelled itself")
     TIMEOUT = "timeout", _("Timed out")
     UNSTORABLE_RESULT = "unstorable_result", _("Result could not be stored")

@@ -68,6 +68,24 @@ class Retry(Exception):
         self.at = at
 
 
+class Snooze(Exception):
+    """Raise from a job to run it again in ``seconds`` without using an attempt.
+
+    For "not yet" rather than "failed": a rate-limited API, a resource that is not
+    ready. The job goes back to READY, due ``seconds`` (or a timedelta) from now;
+    its attempt is given back and the snooze recorded in its history. A job
+    that snoozes for ever runs for ever: bound it yourself (``current_job()``'s
+    history, or a counter in your arguments).
+    """
+
+    def __init__(self, seconds: float | timedelta, reason: str = "") -> None:
+        from .validation import snooze_seconds  # validation imports this module
+
+        self.seconds = snooze_seconds(seconds)
+        self.reason = reason
+        super().__init__(reason or f"snoozed for {self.seconds:g}s")
+
+
 class Cancel(Exception):
     """Raise from a job to end it as CANCELLED, with a reason, and no further attempts."""
 

@@ -47,6 +47,11 @@ def _seconds(value: Any, option: str, *, zero_ok: bool, fix: str) -> float:
     return seconds
 
 
+def snooze_seconds(value: Any) -> float:
+    """``Snooze(seconds)``: finite, > 0, at most a century."""
+    return _seconds(value, "Snooze(seconds)", zero_ok=False, fix="for example Snooze(30)")
+
+
 def check_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_JOB_NAME_LENGTH:
         raise InvalidJobOptions(

@@ -12,6 +12,7 @@ ending                   status                           attempt counted
 succeeded                SUCCESSFUL                       yes
 failed (raised)          READY to retry, FAILED at last   yes
 retry requested          READY (FAILED at last)           yes
+snoozed                  READY (after its seconds)        no
 cancelled by the job     CANCELLED                        yes
 timed out                READY to retry, FAILED at last   yes
 result unstorable        FAILED (its effects happened)    yes
@@ -39,7 +40,7 @@ from django.utils import timezone
 from .. import meta as job_meta
 from ..conf import app_settings
 from ..constants import AttemptOutcome, JobStatus
-from ..exceptions import Cancel, InvalidJobArguments, JobTimeout, Retry
+from ..exceptions import Cancel, InvalidJobArguments, JobTimeout, Retry, Snooze
 from ..failures import history_entry, safe_message
 from ..retry import DEFAULT_RETRY, RetryPolicy
 from ..rows import ClaimedJob, Outcome, PreparedJob
@@ -191,6 +192,8 @@ def raised(
     ``traceback_text`` replaces the exception's own traceback (a timed-out job's
     is where its thread was stuck, taken from outside).
     """
+    if isinstance(exc, Snooze):
+        return snoozed(attempt, exc)
     if isinstance(exc, Cancel):
         entry = attempt.entry(
             AttemptOutcome.CANCELLED,
@@ -207,6 +210,20 @@ def raised(
         kind = AttemptOutcome.ERROR
     return _counted_failure(
         attempt, kind, safe_message(exc), exc, policy, traceback_text=traceback_text
+    )
+
+
+def snoozed(attempt: Attempt, exc: Snooze) -> Outcome:
+    """``Snooze``: READY again in ``exc.seconds``, the attempt given back, the snooze recorded."""
+    message = f"snoozed for {exc.seconds:g}s" + (f": {exc.reason}" if exc.reason else "")
+    entry = attempt.entry(AttemptOutcome.SNOOZED, message, exc, with_traceback=False)
+    return Outcome(
+        attempt.job,
+        JobStatus.READY,
+        error=entry,
+        retry_delay=exc.seconds,
+        uncount=True,
+        cause=exc,
     )
 
 

@@ -228,7 +228,9 @@ def log_outcome(outcome: Outcome) -> None:
     )
     message = (outcome.error or {}).get("message", "")[:500]
     extra = _fields(outcome, seconds)
-    if outcome.status == JobStatus.READY and outcome.uncount:
+    if outcome.kind == AttemptOutcome.SNOOZED:
+        logger.info("%s %s", where, message, extra=extra)
+    elif outcome.status == JobStatus.READY and outcome.uncount:
         logger.warning(
             "%s interrupted after %.3fs, will run again: %s", where, seconds, message, extra=extra
         )

@@ -106,3 +106,14 @@ def fails_once(key: str) -> str:
     if context.attempt == 1:
         raise ValueError("first attempt fails on purpose")
     return "second time lucky"
+
+
+@job(max_attempts=1, retry=NOW)
+def snoozes_once(key: str, seconds: float = 0.3) -> str:
+    """Not ready on its first run: snoozes. One attempt only: a counted snooze would fail it."""
+    from django_durable_jobs import Snooze
+
+    _bump(key)
+    if Counter.objects.get(key=key).value == 1:
+        raise Snooze(seconds, "the export is not ready")
+    return "ready now"
