@@ -62,19 +62,24 @@ def insert_jobs(prepared: list[PreparedJob], alias: str) -> list[tuple[int, bool
     insert waited for any racing transaction to finish first), and the id is
     that job's.
     """
+    if not tracing.enabled():  # a single enqueue's path: no context manager around it
+        return _insert(prepared, alias)
+    with tracing.producing(prepared) as span:
+        results = _insert(prepared, alias)
+        tracing.sent(span, [job_id for job_id, _ in results])
+    return results
+
+
+def _insert(prepared: list[PreparedJob], alias: str) -> list[tuple[int, bool]]:
     from .db import get_backend  # the db layer imports models: not at package import
 
     backend = get_backend(alias)
     notify = app_settings.LISTEN_NOTIFY
-    with tracing.producing(prepared) as span:
-        if backend.insert_statements(len(prepared)) > 1 and not connections[alias].in_atomic_block:
-            # Several statements for a large batch: all or nothing.
-            with transaction.atomic(using=alias):
-                results = _insert_resolving_keys(backend, prepared, alias, notify)
-        else:
-            results = _insert_resolving_keys(backend, prepared, alias, notify)
-        tracing.sent(span, [job_id for job_id, _ in results])
-    return results
+    if backend.insert_statements(len(prepared)) > 1 and not connections[alias].in_atomic_block:
+        # Several statements for a large batch: all or nothing.
+        with transaction.atomic(using=alias):
+            return _insert_resolving_keys(backend, prepared, alias, notify)
+    return _insert_resolving_keys(backend, prepared, alias, notify)
 
 
 def _insert_resolving_keys(

@@ -107,6 +107,8 @@ def execute(
     worker's watchdog does it from outside), and transactions the caller had
     open before the job (a test's) are left alone.
     """
+    if not tracing.enabled():  # the hot path: no context manager around every job
+        return _execute(job, backend, recorder, worker_id, context, inline)
     with tracing.processing(job) as span:
         outcome, written = _execute(job, backend, recorder, worker_id, context, inline)
         tracing.ended(span, outcome)
