@@ -221,17 +221,34 @@ def _check_retention(retention: Any) -> list[CheckMessage]:
     return errors
 
 
+def _check_queue_limits(queues: dict[Any, Any]) -> list[CheckMessage]:
+    """Each queue's options: ``{"rate_limit": "20/s", "concurrency": 2}`` or None."""
+    from .exceptions import InvalidJobOptions
+    from .rates import parse_queue_options
+
+    errors: list[CheckMessage] = []
+    for name, options in queues.items():
+        try:
+            parse_queue_options(str(name), options)
+        except InvalidJobOptions as exc:
+            errors.append(_error("E005", str(exc), "See docs/howto/flow-control.md."))
+    return errors
+
+
 def _check_queues(values: dict[str, Any]) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     queues = values["QUEUES"]
     if queues is not None:
-        if not isinstance(queues, list | tuple | set | frozenset) or not queues:
+        if not isinstance(queues, list | tuple | set | frozenset | dict) or not queues:
             return [
                 _error(
                     "E005",
-                    "DURABLE_JOBS['QUEUES'] must be None (any queue) or a non-empty list of names.",
+                    "DURABLE_JOBS['QUEUES'] must be None (any queue), a non-empty list of "
+                    "names, or a dict of names to their limits.",
                 )
             ]
+        if isinstance(queues, dict):
+            errors += _check_queue_limits(queues)
         for name in queues:
             if not isinstance(name, str) or not _QUEUE_RE.match(name):
                 errors.append(

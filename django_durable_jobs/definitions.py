@@ -14,6 +14,7 @@ from . import registry
 from .conf import app_settings
 from .enqueue import enqueue_prepared
 from .exceptions import InvalidJobDefinition, InvalidJobOptions
+from .rates import RateLimit, check_rate, job_rate_key, parse_rate
 from .retry import RetryPolicy, as_policy
 from .rows import PreparedJob
 from .serialization import dumps, encode_payload
@@ -74,6 +75,10 @@ class JobDefinition(Generic[P, R]):
     #: template filled from the kwargs ("customer:{customer_id}") or a function.
     concurrency_key: str | Callable[..., Any] | None = None
     concurrency_limit: int | None = None
+    #: At most ``rate_limit.starts`` jobs start in any ``rate_limit.period`` seconds,
+    #: per job name or per ``rate_key`` (a template like ``concurrency_key``).
+    rate_limit: RateLimit | None = None
+    rate_key: str | Callable[..., Any] | None = None
     #: Jobs to enqueue when this one succeeds (``using(then=...)``).
     then: tuple[Any, ...] = ()
     #: After a successful call: ``(job, value) -> (value to store, follow-up jobs)``.
@@ -114,6 +119,7 @@ class JobDefinition(Generic[P, R]):
         timeout: float | timedelta | None = DEFAULT,
         unique_key: str | None = None,
         concurrency_key: str | None = None,
+        rate_key: str | None = None,
         then: PreparedJob | list[PreparedJob] | None = None,
     ) -> JobDefinition[P, R]:
         """A copy with per-call options; ``run_at`` and ``delay`` exclude each other.
@@ -132,6 +138,9 @@ class JobDefinition(Generic[P, R]):
             check_concurrency(concurrency_key, self.concurrency_limit or 1)
             changes["concurrency_key"] = concurrency_key
             changes["concurrency_limit"] = self.concurrency_limit or 1
+        if rate_key is not None:
+            check_rate(rate_key, self.rate_limit)
+            changes["rate_key"] = rate_key
         if then is not None:
             follow = [then] if isinstance(then, PreparedJob) else list(then)
             if not all(isinstance(item, PreparedJob) for item in follow):
@@ -185,6 +194,8 @@ class JobDefinition(Generic[P, R]):
             )
             states = unique.bitmask()
         key = concurrency_key(self.concurrency_key, args, kwargs)
+        rate = self.rate_limit
+        rate_key = job_rate_key(self.name, self.rate_key, args, kwargs) if rate else None
         if self.then:
             meta[job_meta.THEN] = [job_meta.serialize(item) for item in self.then]
         return PreparedJob(
@@ -202,6 +213,9 @@ class JobDefinition(Generic[P, R]):
             concurrency_key=key,
             concurrency_limit=self.concurrency_limit if key is not None else None,
             meta_json=job_meta.meta_json(meta) if meta else "{}",
+            rate_key=rate_key,
+            rate_limit=rate.starts if rate else None,
+            rate_period=rate.period if rate else None,
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
@@ -267,6 +281,8 @@ def job(
     unique: bool | Unique = False,
     concurrency_key: str | Callable[..., Any] | None = None,
     concurrency_limit: int | None = None,
+    rate_limit: str | RateLimit | None = None,
+    rate_key: str | Callable[..., Any] | None = None,
 ) -> Callable[[Callable[P, R]], JobDefinition[P, R]]: ...
 
 
@@ -285,6 +301,8 @@ def job(
     unique: bool | Unique = False,
     concurrency_key: str | Callable[..., Any] | None = None,
     concurrency_limit: int | None = None,
+    rate_limit: str | RateLimit | None = None,
+    rate_key: str | Callable[..., Any] | None = None,
 ) -> Any:
     """Turn a module-level function into a job definition.
 
@@ -293,11 +311,16 @@ def job(
     in the transaction that records its success. ``takes_context=True`` passes
     a ``JobContext`` as the first argument. ``unique``: True (by arguments) or
     ``Unique(...)``. ``concurrency_key`` and ``concurrency_limit``: at most that
-    many jobs with the same key run at once (see docs/howto/flow-control.md).
+    many jobs with the same key run at once. ``rate_limit`` ("100/m", "50/10s"):
+    at most that many starts in any such window, across every worker, per job
+    name or per ``rate_key`` (see docs/howto/flow-control.md).
     """
     if concurrency_key is not None and concurrency_limit is None:
         concurrency_limit = 1
     check_concurrency(concurrency_key, concurrency_limit)
+    rate = parse_rate(rate_limit) if rate_limit is not None else None
+    if rate_key is not None:
+        check_rate(rate_key, rate)
 
     options: dict[str, Any] = {
         "queue": check_queue(queue, against_settings=False) if queue is not None else DEFAULT,
@@ -310,6 +333,8 @@ def job(
         "unique": as_unique(unique),
         "concurrency_key": concurrency_key,
         "concurrency_limit": concurrency_limit,
+        "rate_limit": rate,
+        "rate_key": rate_key,
     }
     if name is not None:
         check_name(name)

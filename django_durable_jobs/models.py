@@ -94,6 +94,12 @@ class Job(models.Model):
     )
     concurrency_limit = models.PositiveIntegerField(_("concurrency limit"), null=True, blank=True)
 
+    # Rate limit (see rates.py): at most rate_limit starts of jobs with this
+    # rate_key in any rate_period seconds, counted in RateStart (NULL: no limit).
+    rate_key = models.CharField(_("rate key"), max_length=300, null=True, blank=True)  # noqa: DJ001
+    rate_limit = models.PositiveIntegerField(_("rate limit (starts)"), null=True, blank=True)
+    rate_period = models.FloatField(_("rate period (seconds)"), null=True, blank=True)
+
     # Multi-step runs and dependencies: run_id links the steps of one run (or the
     # members of a group), parent_id is the job that enqueued this one, and
     # waiting_for counts jobs that must finish before this one may be claimed.
@@ -249,6 +255,32 @@ class FailedAttempts(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute.isoformat()}: {self.failures}"
+
+
+class RateStart(models.Model):
+    """One start of a rate-limited job: the log a sliding-window rate limit counts.
+
+    Written by the claim that starts the job, in the same statement (PostgreSQL)
+    or transaction (SQLite); ``until`` is when it leaves its window, after which
+    the pruner deletes it.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    key = models.CharField(_("rate key"), max_length=300)
+    at = models.DateTimeField(_("started at"))
+    until = models.DateTimeField(_("counted until"))
+
+    class Meta:
+        verbose_name = _("rate-limited start")
+        verbose_name_plural = _("rate-limited starts")
+        default_permissions = ()
+        indexes = [
+            models.Index(fields=["key", "until"], name="ddj_rate_window"),
+            models.Index(fields=["until"], name="ddj_rate_until"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.at.isoformat()}"
 
 
 class ScheduleTick(models.Model):

@@ -40,6 +40,10 @@ class PreparedJob:
     parent_id: int | None = None
     waiting_for: int = 0
     meta_json: str = "{}"
+    #: The job's own rate limit (see rates.py): its start-log key, starts, period.
+    rate_key: str | None = None
+    rate_limit: int | None = None
+    rate_period: float | None = None
 
 
 @dataclasses.dataclass(slots=True)

@@ -119,7 +119,9 @@ def check_concurrency(key: Any, limit: Any) -> None:
         )
 
 
-def concurrency_key(key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+def concurrency_key(
+    key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, what: str = "concurrency_key"
+) -> str | None:
     """The key text for one enqueue: a template filled from kwargs, or a function's result."""
     if key is None:
         return None
@@ -130,11 +132,11 @@ def concurrency_key(key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             text = key.format(*args, **kwargs)
         except (KeyError, IndexError) as exc:
             raise InvalidJobOptions(
-                f"concurrency_key {key!r} names {exc} which this call does not pass; "
+                f"{what} {key!r} names {exc} which this call does not pass; "
                 "pass it as a keyword argument, or use a function."
             ) from None
     if not text or len(text) > MAX_KEY_CHARS:
         raise InvalidJobOptions(
-            f"concurrency key {text!r} must be 1 to {MAX_KEY_CHARS} characters long."
+            f"{what.replace('_', ' ')} {text!r} must be 1 to {MAX_KEY_CHARS} characters long."
         )
     return text

@@ -10,13 +10,15 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..constants import JobStatus
-from ..models import FINISHED_STATUSES, FailedAttempts, Job, QueueState, Worker
+from ..models import FINISHED_STATUSES, FailedAttempts, Job, QueueState, RateStart, Worker
+from ..rates import QueueGate, queue_gates
 from ..rows import ClaimedJob, Outcome
 
 JOB_TABLE = Job._meta.db_table
 QUEUE_TABLE = QueueState._meta.db_table
 WORKER_TABLE = Worker._meta.db_table
 FAILURES_TABLE = FailedAttempts._meta.db_table
+RATE_TABLE = RateStart._meta.db_table
 
 #: Columns an insert writes; every NOT NULL column without a database default is here.
 INSERT_COLUMNS = (
@@ -41,6 +43,9 @@ INSERT_COLUMNS = (
     "parent_id",
     "waiting_for",
     "meta",
+    "rate_key",
+    "rate_limit",
+    "rate_period",
 )
 
 #: Columns a claim returns, in ``ClaimedJob`` order.
@@ -59,6 +64,15 @@ CLAIM_COLUMNS = (
     "run_id",
     "unique_states",
 )
+
+
+def gates_for(queues: list[str] | None) -> tuple[QueueGate, ...]:
+    """The queue limits a claim from these queues (None: all) must enforce."""
+    gates = queue_gates()
+    if gates and queues:
+        wanted = set(queues)
+        return tuple(gate for gate in gates if gate.queue in wanted)
+    return gates
 
 
 def align_inserted(jobs: list[Any], rows: list[tuple[Any, ...]]) -> list[int | None]:

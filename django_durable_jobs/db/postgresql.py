@@ -17,16 +17,19 @@ import psycopg
 from ..conf import app_settings
 from ..constants import NOTIFY_CHANNEL, STATUS_BITS, JobStatus
 from ..meta import ORPHANED
+from ..rates import QUEUE_KEY_PREFIX
 from .base import (
     CLAIM_COLUMNS,
     FAILURES_TABLE,
     INSERT_COLUMNS,
     JOB_TABLE,
     QUEUE_TABLE,
+    RATE_TABLE,
     Backend,
     ClaimedJob,
     Outcome,
     align_inserted,
+    gates_for,
 )
 
 # Hot statements have a fixed text whatever the number of rows (arrays, not
@@ -44,14 +47,14 @@ WITH ins AS (
            0, t.max_attempts, t.timeout,
            COALESCE(t.run_at, now() + t.delay * interval '1 second'), now(), 0,
            t.unique_key, t.unique_states, t.concurrency_key, t.concurrency_limit, t.run_id,
-           t.parent_id, t.waiting_for, t.meta::jsonb
+           t.parent_id, t.waiting_for, t.meta::jsonb, t.rate_key, t.rate_limit, t.rate_period
     FROM unnest(
         %b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::int[], %b::float8[],
         %b::timestamptz[], %b::float8[], %b::text[], %b::int[], %b::text[], %b::int[],
-        %b::uuid[], %b::bigint[], %b::int[], %b::text[]
+        %b::uuid[], %b::bigint[], %b::int[], %b::text[], %b::text[], %b::int[], %b::float8[]
     ) AS t(name, queue, priority, args, kwargs, max_attempts, timeout, run_at, delay,
            unique_key, unique_states, concurrency_key, concurrency_limit, run_id, parent_id,
-           waiting_for, meta)
+           waiting_for, meta, rate_key, rate_limit, rate_period)
     {{conflict}}
     RETURNING id, queue, unique_key
 ){{notify}}
@@ -86,7 +89,7 @@ _INSERT_ONE_ROW = f"""
 INSERT INTO {JOB_TABLE} ({", ".join(INSERT_COLUMNS)})
 VALUES (%s, %s, %s, 'READY', %s::jsonb, %s::jsonb, '[]'::jsonb, 0, %s, %s,
         COALESCE(%s::timestamptz, now() + %s * interval '1 second'), now(), 0,
-        %s, %s, %s, %s, %s::uuid, %s, %s, %s::jsonb)
+        %s, %s, %s, %s, %s::uuid, %s, %s, %s::jsonb, %s, %s, %s)
 """
 
 
@@ -113,48 +116,99 @@ _RETURNING = ", ".join(f"j.{column}" for column in CLAIM_COLUMNS)
 # concurrent workers each take different rows without waiting on each other.
 # Candidates are only ids: the payload is read once, by RETURNING.
 #
-# Per-key concurrency: a job with a concurrency key is a candidate only while
-# its key has free slots, as ddj_concurrency_slots() counts them after taking
-# the key's lock (see the initial migration); keys at their limit are skipped,
-# so blocked jobs take no slot. Within one claim, the jobs of a key are ranked
-# so that no more than its free slots start. Keyless jobs never call it.
+# Gates (per-key concurrency, rate limits, queue limits): a gated job is a
+# candidate only while its gate has room, as the gate functions count it after
+# taking the gate's lock (see migrations 0001 and 0004); full gates are skipped,
+# so blocked jobs take no slot. Within one claim, the jobs of each gate are
+# ranked so that no more than its room start. Ungated jobs never call them.
+# Each start of a rate-limited job is logged in the same statement (``started``).
 _CLAIM_SQL = f"""
-WITH candidates AS (
-    SELECT r.id, r.priority, r.run_at, r.concurrency_key,
+WITH {{gates}}candidates AS (
+    SELECT r.id, r.queue, r.priority, r.run_at, r.concurrency_key, r.rate_key{{gate_column}},
            CASE WHEN r.concurrency_key IS NULL THEN NULL
-                ELSE ddj_concurrency_slots(r.concurrency_key, r.concurrency_limit) END AS slots
-    FROM {JOB_TABLE} AS r
+                ELSE ddj_concurrency_slots(r.concurrency_key, r.concurrency_limit) END AS slots,
+           CASE WHEN r.rate_key IS NULL THEN NULL
+                ELSE ddj_rate_permits(r.rate_key, r.rate_limit) END AS permits
+    FROM {JOB_TABLE} AS r{{gate_join}}
     WHERE r.status = 'READY' AND r.waiting_for = 0 AND r.run_at <= now()
       {{queue_filter}}
       AND NOT EXISTS (SELECT 1 FROM {QUEUE_TABLE} AS q WHERE q.name = r.queue AND q.paused)
       AND CASE WHEN r.concurrency_key IS NULL THEN true
                ELSE ddj_concurrency_slots(r.concurrency_key, r.concurrency_limit) > 0 END
+      AND CASE WHEN r.rate_key IS NULL THEN true
+               ELSE ddj_rate_permits(r.rate_key, r.rate_limit) > 0 END{{gate_filter}}
     ORDER BY r.priority DESC, r.run_at, r.id
     LIMIT %s
     FOR UPDATE OF r SKIP LOCKED
 ), allowed AS (
     SELECT ranked.id FROM (
-        SELECT c.id, c.concurrency_key, c.slots,
+        SELECT c.id, c.concurrency_key, c.slots, c.rate_key, c.permits{{gate_rank}},
                row_number() OVER (PARTITION BY c.concurrency_key
-                                  ORDER BY c.priority DESC, c.run_at, c.id) AS n
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS n,
+               row_number() OVER (PARTITION BY c.rate_key
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS rn
         FROM candidates AS c
     ) AS ranked
-    WHERE ranked.concurrency_key IS NULL OR ranked.n <= ranked.slots
+    WHERE (ranked.concurrency_key IS NULL OR ranked.n <= ranked.slots)
+      AND (ranked.rate_key IS NULL OR ranked.rn <= ranked.permits){{gate_allowed}}
+), claimed AS (
+    UPDATE {JOB_TABLE} AS j SET
+        status = 'RUNNING',
+        attempts = j.attempts + 1,
+        started_at = NULL,
+        finished_at = NULL,
+        worker_id = %s,
+        lease_token = j.lease_token + 1,
+        lease_expires_at = now() + %s * interval '1 second',
+        unique_key = CASE WHEN j.unique_states & {STATUS_BITS[JobStatus.RUNNING]} = 0
+                          THEN NULL ELSE j.unique_key END
+    FROM allowed AS c
+    WHERE j.id = c.id
+    RETURNING {_RETURNING}, j.rate_key, j.rate_period
+), started AS (
+    INSERT INTO {RATE_TABLE} (key, at, until)
+    SELECT c.rate_key, now(), now() + c.rate_period * interval '1 second'
+    FROM claimed AS c WHERE c.rate_key IS NOT NULL{{gate_starts}}
 )
-UPDATE {JOB_TABLE} AS j SET
-    status = 'RUNNING',
-    attempts = j.attempts + 1,
-    started_at = NULL,
-    finished_at = NULL,
-    worker_id = %s,
-    lease_token = j.lease_token + 1,
-    lease_expires_at = now() + %s * interval '1 second',
-    unique_key = CASE WHEN j.unique_states & {STATUS_BITS[JobStatus.RUNNING]} = 0
-                      THEN NULL ELSE j.unique_key END
-FROM allowed AS c
-WHERE j.id = c.id
-RETURNING {_RETURNING}
+SELECT {", ".join(CLAIM_COLUMNS)} FROM claimed
 """
+# Queue gates (DURABLE_JOBS["QUEUES"] limits), one row per limited queue, passed
+# by the worker: evaluated once per claim (a CTE with volatile functions is
+# never inlined), each under its queue's lock.
+_GATES_CTE = f"""gates AS (
+    SELECT g.queue, g.period, g.starts IS NOT NULL AS rated,
+           LEAST(CASE WHEN g.concurrency IS NULL THEN NULL
+                      ELSE ddj_queue_slots(g.queue, g.concurrency) END,
+                 CASE WHEN g.starts IS NULL THEN NULL
+                      ELSE ddj_rate_permits('{QUEUE_KEY_PREFIX}' || g.queue, g.starts)
+                 END) AS free
+    FROM unnest(%s::text[], %s::int[], %s::int[], %s::float8[])
+         AS g(queue, concurrency, starts, period)
+), """
+_GATED = {
+    "gates": _GATES_CTE,
+    "gate_column": ", g.free AS queue_free",
+    "gate_join": " LEFT JOIN gates AS g ON g.queue = r.queue",
+    "gate_filter": "\n      AND (g.free IS NULL OR g.free > 0)",
+    "gate_rank": """, c.queue_free,
+               row_number() OVER (PARTITION BY c.queue
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS qn""",
+    "gate_allowed": "\n      AND (ranked.queue_free IS NULL OR ranked.qn <= ranked.queue_free)",
+    "gate_starts": f"""
+    UNION ALL
+    SELECT '{QUEUE_KEY_PREFIX}' || c.queue, now(), now() + g.period * interval '1 second'
+    FROM claimed AS c JOIN gates AS g ON g.queue = c.queue WHERE g.rated""",
+}
+_UNGATED = dict.fromkeys(_GATED, "")
+_QUEUE_FILTER = "AND r.queue = ANY(%s::text[])"
+#: (gated, filtered by queue) -> statement
+_CLAIM = {
+    (gated, filtered): _CLAIM_SQL.format(
+        queue_filter=_QUEUE_FILTER if filtered else "", **(_GATED if gated else _UNGATED)
+    )
+    for gated in (False, True)
+    for filtered in (False, True)
+}
 # Group callbacks: each member that finishes lowers its callback's waiting_for;
 # at 0 the callback becomes claimable, and idle workers are woken for it.
 _RELEASE_QUIET_SQL = f"""
@@ -171,8 +225,6 @@ woke AS (
 )
 SELECT up.id, up.queue, up.waiting_for FROM up CROSS JOIN (SELECT count(*) FROM woke) AS w
 """
-_CLAIM_FROM_ALL = _CLAIM_SQL.format(queue_filter="")
-_CLAIM_FROM_QUEUES = _CLAIM_SQL.format(queue_filter="AND r.queue = ANY(%s::text[])")
 
 # One statement records a whole batch of mixed outcomes. The WHERE clause is
 # the fence: a worker whose lease was taken over (token bumped, or status no
@@ -315,6 +367,9 @@ def _row(job: Any) -> tuple[Any, ...]:
         job.parent_id,
         job.waiting_for,
         job.meta_json,
+        job.rate_key,
+        job.rate_limit,
+        job.rate_period,
     )
 
 
@@ -419,10 +474,19 @@ class PostgreSQLBackend(Backend):
     def claim(
         self, *, worker_id: uuid.UUID, queues: list[str] | None, limit: int, lease_seconds: float
     ) -> list[ClaimedJob]:
+        gates = gates_for(queues)
+        params: list[Any] = []
+        if gates:
+            params += [
+                [gate.queue for gate in gates],
+                [gate.concurrency for gate in gates],
+                [gate.rate.starts if gate.rate else None for gate in gates],
+                [gate.rate.period if gate.rate else None for gate in gates],
+            ]
         if queues:
-            sql, params = _CLAIM_FROM_QUEUES, [list(queues), limit, worker_id, lease_seconds]
-        else:
-            sql, params = _CLAIM_FROM_ALL, [limit, worker_id, lease_seconds]
+            params.append(list(queues))
+        params += [limit, worker_id, lease_seconds]
+        sql = _CLAIM[bool(gates), bool(queues)]
         jobs = [ClaimedJob(*row) for row in self._run(sql, params)]
         jobs.sort(key=lambda job: (-job.priority, job.id))
         return jobs

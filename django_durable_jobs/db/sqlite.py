@@ -22,51 +22,63 @@ from django.utils import timezone
 
 from ..constants import STATUS_BITS, JobStatus
 from ..meta import ORPHANED
+from ..rates import QUEUE_KEY_PREFIX, QueueGate
 from .base import (
     CLAIM_COLUMNS,
     FAILURES_TABLE,
     INSERT_COLUMNS,
     JOB_TABLE,
     QUEUE_TABLE,
+    RATE_TABLE,
     Backend,
     ClaimedJob,
     Outcome,
     align_inserted,
+    gates_for,
 )
 
 logger = logging.getLogger("django_durable_jobs.db")
 
-# SQLite allows 32,766 bound parameters per statement; 21 columns x 1,000 rows fits.
+# SQLite allows 32,766 bound parameters per statement; 24 columns x 1,000 rows fits.
 INSERT_CHUNK = 1000
 
 _INSERT_ROW = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
 
-# The claim holds SQLite's single write lock, so counting the RUNNING jobs of a
-# concurrency key here is exact. Keys at their limit are skipped; within one
-# claim, a key's jobs are ranked so no more than its free slots start.
+# The claim holds SQLite's single write lock, so counting what fills a gate
+# (the RUNNING jobs of a concurrency key, the logged starts of a rate key, a
+# limited queue's room, computed just before) is exact. Full gates are skipped;
+# within one claim, each gate's jobs are ranked so no more than its room start.
 _RUNNING_WITH_KEY = (
     f"(SELECT count(*) FROM {JOB_TABLE} AS x "
     "WHERE x.status = 'RUNNING' AND x.concurrency_key = r.concurrency_key)"
 )
+_STARTS_OF_KEY = (
+    f"(SELECT count(*) FROM {RATE_TABLE} AS s WHERE s.key = r.rate_key AND s.until > %s)"
+)
 _CLAIM_SQL = f"""
-WITH candidates AS (
-    SELECT r.id, r.priority, r.run_at, r.concurrency_key,
-           r.concurrency_limit - {_RUNNING_WITH_KEY} AS slots
-    FROM {JOB_TABLE} AS r
+WITH {{gates}}candidates AS (
+    SELECT r.id, r.queue, r.priority, r.run_at, r.concurrency_key, r.rate_key{{gate_column}},
+           r.concurrency_limit - {_RUNNING_WITH_KEY} AS slots,
+           r.rate_limit - {_STARTS_OF_KEY} AS permits
+    FROM {JOB_TABLE} AS r{{gate_join}}
     WHERE r.status = 'READY' AND r.waiting_for = 0 AND r.run_at <= %s
       {{queue_filter}}
       AND NOT EXISTS (SELECT 1 FROM {QUEUE_TABLE} AS q WHERE q.name = r.queue AND q.paused)
       AND (r.concurrency_key IS NULL OR {_RUNNING_WITH_KEY} < r.concurrency_limit)
+      AND (r.rate_key IS NULL OR {_STARTS_OF_KEY} < r.rate_limit){{gate_filter}}
     ORDER BY r.priority DESC, r.run_at, r.id
     LIMIT %s
 ), allowed AS (
     SELECT ranked.id FROM (
-        SELECT c.id, c.concurrency_key, c.slots,
+        SELECT c.id, c.concurrency_key, c.slots, c.rate_key, c.permits{{gate_rank}},
                row_number() OVER (PARTITION BY c.concurrency_key
-                                  ORDER BY c.priority DESC, c.run_at, c.id) AS n
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS n,
+               row_number() OVER (PARTITION BY c.rate_key
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS rn
         FROM candidates AS c
     ) AS ranked
-    WHERE ranked.concurrency_key IS NULL OR ranked.n <= ranked.slots
+    WHERE (ranked.concurrency_key IS NULL OR ranked.n <= ranked.slots)
+      AND (ranked.rate_key IS NULL OR ranked.rn <= ranked.permits){{gate_allowed}}
 )
 UPDATE {JOB_TABLE} SET
     status = 'RUNNING',
@@ -79,8 +91,24 @@ UPDATE {JOB_TABLE} SET
     unique_key = CASE WHEN unique_states & {STATUS_BITS[JobStatus.RUNNING]} = 0
                       THEN NULL ELSE unique_key END
 WHERE id IN (SELECT id FROM allowed)
-RETURNING {", ".join(CLAIM_COLUMNS)}
+RETURNING {", ".join(CLAIM_COLUMNS)}, rate_key, rate_period
 """
+# Limited queues (DURABLE_JOBS["QUEUES"]): their room, counted in Python in the
+# claim's transaction, joined as a VALUES list (one row per limited queue).
+_GATED = {
+    "gates": "gates(queue, free) AS (VALUES {rows}), ",
+    "gate_column": ", g.free AS queue_free",
+    "gate_join": " LEFT JOIN gates AS g ON g.queue = r.queue",
+    "gate_filter": "\n      AND (g.free IS NULL OR g.free > 0)",
+    "gate_rank": """, c.queue_free,
+               row_number() OVER (PARTITION BY c.queue
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS qn""",
+    "gate_allowed": "\n      AND (ranked.queue_free IS NULL OR ranked.qn <= ranked.queue_free)",
+}
+_UNGATED = dict.fromkeys(_GATED, "")
+_QUEUE_RUNNING_SQL = f"SELECT count(*) FROM {JOB_TABLE} WHERE status = 'RUNNING' AND queue = %s"
+_STARTS_SQL = f"SELECT count(*) FROM {RATE_TABLE} WHERE key = %s AND until > %s"
+_LOG_START_SQL = f"INSERT INTO {RATE_TABLE} (key, at, until) VALUES (%s, %s, %s)"
 
 _RECORD_SQL = f"""
 UPDATE {JOB_TABLE} SET
@@ -233,6 +261,9 @@ class SQLiteBackend(Backend):
                         job.parent_id,
                         job.waiting_for,
                         job.meta_json,
+                        job.rate_key,
+                        job.rate_limit,
+                        job.rate_period,
                     ]
                 conflict = any(job.unique_key is not None for job in chunk)
                 cursor.execute(
@@ -266,31 +297,74 @@ class SQLiteBackend(Backend):
     def claim(
         self, *, worker_id: uuid.UUID, queues: list[str] | None, limit: int, lease_seconds: float
     ) -> list[ClaimedJob]:
-        now = timezone.now()
+        gates = gates_for(queues)
         queue_filter = ""
         queue_params: list[Any] = []
         if queues:
             queue_filter = f"AND r.queue IN ({', '.join(['%s'] * len(queues))})"
             queue_params = list(queues)
-        params = [
-            self._dt(now),
-            *queue_params,
-            limit,
-            self._uuid(worker_id),
-            self._dt(now + timedelta(seconds=lease_seconds)),
-        ]
+        shape = {**(_GATED if gates else _UNGATED), "queue_filter": queue_filter}
+        if gates:
+            shape["gates"] = shape["gates"].format(rows=", ".join(["(%s, %s)"] * len(gates)))
+        sql = _CLAIM_SQL.format(**shape)
         try:
             with self._write_transaction() as cursor:
-                cursor.execute(_CLAIM_SQL.format(queue_filter=queue_filter), params)
+                now = timezone.now()
+                stamp = self._dt(now)
+                params: list[Any] = []
+                for gate in gates:
+                    params += [gate.queue, self._queue_room(cursor, gate, stamp)]
+                params += [
+                    stamp,  # slots: the permits of a rate key
+                    stamp,  # run_at
+                    *queue_params,
+                    stamp,  # the rate-key filter
+                    limit,
+                    self._uuid(worker_id),
+                    self._dt(now + timedelta(seconds=lease_seconds)),
+                ]
+                cursor.execute(sql, params)
                 rows = cursor.fetchall()
+                self._log_starts(cursor, rows, gates, now)
         except OperationalError as exc:
             if is_locked_error(exc):
                 logger.debug("claim skipped: the database is locked by another writer")
                 return []
             raise
-        jobs = [self._claimed(row) for row in rows]
+        jobs = [self._claimed(row[: len(CLAIM_COLUMNS)]) for row in rows]
         jobs.sort(key=lambda job: (-job.priority, job.id))
         return jobs
+
+    @staticmethod
+    def _queue_room(cursor: Any, gate: QueueGate, stamp: str | None) -> int:
+        """How many more jobs of a limited queue may start now (under the write lock)."""
+        room = []
+        if gate.concurrency is not None:
+            cursor.execute(_QUEUE_RUNNING_SQL, [gate.queue])
+            room.append(gate.concurrency - cursor.fetchone()[0])
+        if gate.rate is not None:
+            cursor.execute(_STARTS_SQL, [QUEUE_KEY_PREFIX + gate.queue, stamp])
+            room.append(gate.rate.starts - cursor.fetchone()[0])
+        return min(room)
+
+    def _log_starts(
+        self, cursor: Any, rows: list[Any], gates: tuple[QueueGate, ...], now: datetime
+    ) -> None:
+        """Log the starts of rate-limited jobs, in the claim's transaction."""
+        rated = {gate.queue: gate.rate.period for gate in gates if gate.rate is not None}
+        starts = []
+        stamp = self._dt(now)
+        queue_column = CLAIM_COLUMNS.index("queue")
+        for row in rows:
+            key, period = row[-2], row[-1]
+            if key is not None:
+                starts.append((key, stamp, self._dt(now + timedelta(seconds=period))))
+            queue = row[queue_column]
+            if queue in rated:
+                until = self._dt(now + timedelta(seconds=rated[queue]))
+                starts.append((QUEUE_KEY_PREFIX + queue, stamp, until))
+        if starts:
+            cursor.executemany(_LOG_START_SQL, starts)
 
     @staticmethod
     def _claimed(row: tuple[Any, ...]) -> ClaimedJob:

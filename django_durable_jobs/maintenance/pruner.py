@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 
 from ..db import Backend
-from ..models import FailedAttempts
+from ..models import FailedAttempts, RateStart
 
 logger = logging.getLogger("django_durable_jobs.maintenance")
 
@@ -20,6 +20,9 @@ FAILED_ATTEMPTS_KEPT = timedelta(days=7)
 #: bounded, so a heartbeat is never late because of a large first prune.
 PRUNE_MAX_BATCHES = 5
 
+#: Rate-limit starts out of their window deleted per batch (small rows, one index).
+RATE_STARTS_BATCH = 10_000
+
 _next_prune: dict[str, float] = {}
 _prune_lock = threading.Lock()
 
@@ -27,7 +30,8 @@ _prune_lock = threading.Lock()
 def prune_finished_jobs(backend: Backend, *, force: bool = False) -> int:
     """Delete finished jobs past ``DURABLE_JOBS["RETENTION"]``, a few batches per round.
 
-    Also drops the failure tally's minutes older than ``FAILED_ATTEMPTS_KEPT``.
+    Also drops the failure tally's minutes older than ``FAILED_ATTEMPTS_KEPT``
+    and the rate limits' logged starts that have left their window.
 
     Runs at most every ``PRUNE_INTERVAL`` seconds per process and database,
     and again at the next call while expired jobs remain.
@@ -44,7 +48,8 @@ def prune_finished_jobs(backend: Backend, *, force: bool = False) -> int:
     FailedAttempts.objects.using(backend.alias).filter(
         minute__lt=backend.db_now() - FAILED_ATTEMPTS_KEPT
     ).delete()
-    if result.remaining:
+    starts_remain = prune_rate_starts(backend)
+    if result.remaining or starts_remain:
         with _prune_lock:
             _next_prune[backend.alias] = 0.0
     if result.total:
@@ -55,3 +60,15 @@ def prune_finished_jobs(backend: Backend, *, force: bool = False) -> int:
             "; more to do" if result.remaining else "",
         )
     return result.total
+
+
+def prune_rate_starts(backend: Backend) -> bool:
+    """Delete rate-limit starts past their window, in bounded batches; True if more remain."""
+    expired = RateStart.objects.using(backend.alias).filter(until__lt=backend.db_now())
+    for _ in range(PRUNE_MAX_BATCHES):
+        ids = list(expired.order_by("until").values_list("id", flat=True)[:RATE_STARTS_BATCH])
+        if ids:
+            RateStart.objects.using(backend.alias).filter(id__in=ids).delete()
+        if len(ids) < RATE_STARTS_BATCH:
+            return False
+    return True

@@ -367,3 +367,34 @@ def enqueues_an_add(a: int, b: int) -> int:
 # Steps classes with a custom name must be imported at startup, like @job(name=...):
 # importing them from the app's jobs module does that.
 from . import pipelines  # noqa: E402, F401
+
+
+@job(rate_limit="3/10s")
+def rated(n: int = 0) -> int:
+    return n
+
+
+@job(rate_limit="1/10s", rate_key="acct:{account_id}")
+def rated_per_account(account_id: int) -> int:
+    return account_id
+
+
+@job(rate_limit="5/2s", queue="rated")
+def rated_start(log: str, i: int, seconds: float = 0.02) -> int:
+    """Appends its start time to ``log`` (one line, O_APPEND: safe across processes)."""
+    with open(log, "a") as out:
+        out.write(f"{time.time()}\n")
+    time.sleep(seconds)
+    return i
+
+
+@job(queue="gated")
+def in_gated_queue(log: str, i: int, seconds: float = 0.02) -> int:
+    """Logs its start and how many jobs of its queue run with it."""
+    from django_durable_jobs.models import Job
+
+    running = Job.objects.filter(status=JobStatus.RUNNING, queue="gated").count()
+    with open(log, "a") as out:
+        out.write(f"{time.time()} {running}\n")
+    time.sleep(seconds)
+    return i
