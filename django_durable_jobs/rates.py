@@ -148,6 +148,15 @@ def _forget_gates(*, setting: str, **kwargs: Any) -> None:
         queue_gates.cache_clear()
 
 
+def rate_limits_declared() -> bool:
+    """Whether any registered job or any queue of the settings has a rate limit."""
+    from .registry import all_definitions
+
+    if any(gate.rate is not None for gate in queue_gates()):
+        return True
+    return any(definition.rate_limit for definition in all_definitions().values())
+
+
 def check_rate(key: Any, rate: RateLimit | None) -> None:
     """A ``rate_key`` needs a rate limit, and is a template or a function."""
     if rate is None:

@@ -234,12 +234,23 @@ def _facts(job: Job) -> list[tuple[Any, Any]]:
         (_("Unique key"), job.unique_key),
         (_("Concurrency key"), job.concurrency_key),
         (_("Concurrency limit"), job.concurrency_limit),
+        (_("Rate key"), job.rate_key),
+        (_("Rate limit"), _rate(job)),
         (_("Run"), job.run_id),
         (_("Parent job"), job.parent_id),
         (_("Waiting for jobs"), job.waiting_for or None),
     ]
     facts += [(label, value) for label, value in optional if value is not None]
     return facts
+
+
+def _rate(job: Job) -> str | None:
+    if job.rate_limit is None or job.rate_period is None:
+        return None
+    return str(_("%(starts)s per %(period)g s")) % {
+        "starts": job.rate_limit,
+        "period": job.rate_period,
+    }
 
 
 #: A run longer than this shows its first steps and a link to all of them.

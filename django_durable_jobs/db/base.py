@@ -196,6 +196,22 @@ class Backend:
         """The database clock."""
         raise NotImplementedError
 
+    def seconds_to_next_permit(self) -> float | None:
+        """Seconds until the next logged rate-limited start leaves its window (None: none).
+
+        An idle worker with rate-limited jobs waits no longer than this, so a
+        freed permit is used at once rather than at the next poll.
+        """
+        now = self.db_now()
+        first = (
+            RateStart.objects.using(self.alias)
+            .filter(until__gt=now)
+            .order_by("until")
+            .values_list("until", flat=True)
+            .first()
+        )
+        return None if first is None else (first - now).total_seconds()
+
     # -- operations ----------------------------------------------------------
     def distinct_queues(self) -> list[str]:
         """Every queue name that has jobs, in order.

@@ -209,6 +209,10 @@ _CLAIM = {
     for gated in (False, True)
     for filtered in (False, True)
 }
+_NEXT_PERMIT_SQL = (
+    f"SELECT EXTRACT(EPOCH FROM (min(until) - now())) FROM {RATE_TABLE} WHERE until > now()"
+)
+
 # Group callbacks: each member that finishes lowers its callback's waiting_for;
 # at 0 the callback becomes claimable, and idle workers are woken for it.
 _RELEASE_QUIET_SQL = f"""
@@ -554,6 +558,12 @@ class PostgreSQLBackend(Backend):
         with self.connection.cursor() as cursor:
             cursor.execute(_GIVE_BACK_WITH_TALLY_SQL.format(condition=condition), params)
             return [(row[0], row[1], bool(row[2])) for row in cursor.fetchall()]
+
+    def seconds_to_next_permit(self) -> float | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(_NEXT_PERMIT_SQL)
+            (seconds,) = cursor.fetchone()
+        return None if seconds is None else float(seconds)
 
     def db_now(self) -> datetime:
         with self.connection.cursor() as cursor:

@@ -49,6 +49,7 @@ from ..connections import (
 from ..db import get_backend
 from ..logutil import RateLimitedLog
 from ..models import Worker as WorkerRow
+from ..rates import rate_limits_declared
 from ..rows import ClaimedJob
 from ..scheduler import Scheduler
 from .heartbeat import Heartbeat
@@ -67,6 +68,8 @@ PREFETCH_PER_THREAD = 32
 
 #: Exit status of a worker that stopped to be restarted (EX_TEMPFAIL).
 EXIT_RECYCLE = 75
+#: Seconds past a rate-limit permit's release at which an idle worker looks again.
+PERMIT_MARGIN = 0.005
 
 
 class Worker:
@@ -351,7 +354,26 @@ class Worker:
                 return
             if claimed and len(claimed) == limit and self._claim_limit():
                 continue  # a full batch: more may be ready, and slots freed meanwhile
-            self._wake.wait(self.poll_interval)
+            self._wake.wait(self._idle_wait(limit, claimed))
+
+    def _idle_wait(self, limit: int, claimed: list[ClaimedJob]) -> float:
+        """The poll interval; shorter when a rate limit may be what held jobs back.
+
+        Only where rate limits exist (a job definition or a queue declares one):
+        the wait then ends when the next logged start leaves its window, so a
+        backlog behind a limit drains at the limit's pace, not at the poll's.
+        Such wake-ups are bounded by the rate-limited starts themselves.
+        """
+        if not limit or len(claimed) >= limit or not rate_limits_declared():
+            return self.poll_interval
+        try:
+            seconds = self.backend.seconds_to_next_permit()
+        except Exception as exc:
+            self.trouble("claim", exc)
+            return self.poll_interval
+        if seconds is None:
+            return self.poll_interval
+        return min(self.poll_interval, max(seconds + PERMIT_MARGIN, PERMIT_MARGIN))
 
     # -- trouble -----------------------------------------------------------------------
     def trouble(self, what: str, exc: BaseException) -> None:

@@ -398,3 +398,21 @@ def in_gated_queue(log: str, i: int, seconds: float = 0.02) -> int:
         out.write(f"{time.time()} {running}\n")
     time.sleep(seconds)
     return i
+
+
+@job(rate_limit="50/10s", queue="bench_rated")
+def rate_probe(log: str, i: int, seconds: float = 0.05) -> int:
+    """bench/rate_limits.py's job: logs its start, then "calls an API" for ``seconds``."""
+    with open(log, "a") as out:
+        out.write(f"{time.time()}\n")
+    time.sleep(seconds)
+    return i
+
+
+@job(queue="bench_queue")
+def queue_probe(log: str, i: int, seconds: float = 0.05) -> int:
+    """The same, in a queue that bench/rate_limits.py limits in its workers' settings."""
+    with open(log, "a") as out:
+        out.write(f"{time.time()}\n")
+    time.sleep(seconds)
+    return i

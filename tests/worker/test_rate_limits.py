@@ -52,7 +52,7 @@ def test_rates_are_read_as_starts_per_period(text, expected):
 
 @pytest.mark.parametrize("text", ["", "100", "0/s", "5/0s", "5/8d", "5/fortnight", "-1/s", 5])
 def test_a_bad_rate_is_refused_with_the_syntax(text):
-    with pytest.raises(InvalidJobOptions, match="rate|starts|period"):
+    with pytest.raises(InvalidJobOptions, match=r"rate|starts|period"):
         job(rate_limit=text)(jobs.add.func)
 
 
@@ -64,7 +64,7 @@ def test_a_rate_key_needs_a_rate_limit():
 
 
 def test_a_missing_template_argument_is_refused_before_writing():
-    with pytest.raises(InvalidJobOptions, match="rate_key .*account_id"):
+    with pytest.raises(InvalidJobOptions, match=r"rate_key .*account_id"):
         jobs.rated_per_account.enqueue(7)  # positional: the template names a keyword
     assert not Job.objects.exists()
 
@@ -178,7 +178,8 @@ def test_old_starts_are_pruned_in_batches():
 def test_bad_queue_options_are_check_errors(queues, message):
     with override_settings(DURABLE_JOBS={"QUEUES": {**queues, "default": None}}):
         errors = [e for e in run_checks() if e.id == "django_durable_jobs.E005"]
-    assert errors and message in errors[0].msg
+    assert errors
+    assert message in errors[0].msg
 
 
 def _windows(starts: list[float], period: float) -> int:
@@ -221,8 +222,7 @@ def test_three_workers_together_keep_a_queue_concurrency(start_worker, tmp_path:
     settings = {"QUEUES": {**dict.fromkeys(used), "gated": {"concurrency": 2}}}
     enqueue_many([jobs.in_gated_queue.prepare(str(log), i, 0.1) for i in range(30)])
     workers = [
-        start_worker("--concurrency", "4", "--queues", "gated", settings=settings)
-        for _ in range(3)
+        start_worker("--concurrency", "4", "--queues", "gated", settings=settings) for _ in range(3)
     ]
     deadline = time.monotonic() + 60
     while Job.objects.filter(status=JobStatus.SUCCESSFUL).count() < 30:
@@ -231,3 +231,41 @@ def test_three_workers_together_keep_a_queue_concurrency(start_worker, tmp_path:
     running = [int(line.split()[1]) for line in log.read_text().splitlines()]
     assert len(running) == 30
     assert max(running) <= 2
+
+
+def test_the_job_page_shows_the_gate_escaped():
+    from tests.test_admin import client_for, detail_url, user
+
+    handle = jobs.rated_per_account.using(rate_key="<b>acct</b>").enqueue(account_id=1)
+    page = client_for(user(superuser=True)).get(detail_url(Job.objects.get(id=handle.id)))
+    text = page.content.decode()
+    assert "1 per 10 s" in text
+    assert "key:&lt;b&gt;acct&lt;/b&gt;" in text
+
+
+def test_an_idle_worker_wakes_for_the_next_permit_not_the_next_poll():
+    from django_durable_jobs.worker import Worker
+
+    fast = job(name="tests.rated_wake", rate_limit="2/1s")(jobs.add.func)
+    enqueue_many([fast.prepare(i, i) for i in range(4)])
+    began = time.monotonic()
+    Worker(
+        max_jobs=4,
+        poll_interval=10.0,
+        listen=False,
+        install_signal_handlers=False,
+        scheduler=False,
+        concurrency=2,
+    ).run()
+    elapsed = time.monotonic() - began
+    assert Job.objects.filter(status=JobStatus.SUCCESSFUL).count() == 4
+    assert 0.9 < elapsed < 5.0  # the second pair's permits free 1 s after the first's
+
+
+def test_run_pending_jobs_runs_rate_limited_jobs_unless_told_to_keep_the_limits():
+    from django_durable_jobs.testing import run_pending_jobs
+
+    enqueue_many([jobs.rated.prepare(i) for i in range(5)])
+    assert run_pending_jobs(rate_limits=True).succeeded == 3  # the window holds 3
+    assert Job.objects.filter(status=JobStatus.READY).count() == 2
+    assert run_pending_jobs().succeeded == 2
