@@ -18,6 +18,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.core.exceptions import MiddlewareNotUsed
 from django.db.models import F
+from django.utils import translation
 
 from django_durable_jobs import Cancel, FixedDelay, current_job, job
 from django_durable_jobs.middleware import CONTROL_EXCEPTIONS, CallJob, JobCall
@@ -75,6 +76,16 @@ def tenant(call_job: CallJob) -> CallJob:
             return call_job(call)
         finally:
             _local.tenant = previous
+
+    return middleware
+
+
+def locale(call_job: CallJob) -> CallJob:
+    """Activates the job's ``language`` keyword (a contextvar-backed setting in Django)."""
+
+    def middleware(call: JobCall) -> Any:
+        with translation.override(call.kwargs.get("language", "en")):
+            return call_job(call)
 
     return middleware
 
@@ -168,3 +179,13 @@ def with_context(context, key: str) -> Any:
     """A ``takes_context`` job: the middleware's ``call.args`` do not include the context."""
     _bump(key)
     return [*TRAIL.get(), f"context={context is current_job()}", "job"]
+
+
+@job
+def speaks(language: str) -> str | None:
+    return translation.get_language()
+
+
+@job
+async def speaks_async(language: str) -> str | None:
+    return translation.get_language()

@@ -19,7 +19,7 @@ from django_durable_jobs.exceptions import JobTimeout
 from django_durable_jobs.models import Job
 from django_durable_jobs.testing import immediate_mode, run_pending_jobs
 from django_durable_jobs.worker import execution
-from tests.testapp import endings
+from tests.testapp import endings, tasks
 from tests.testapp import middleware as mw
 from tests.testapp.models import Counter
 
@@ -85,6 +85,25 @@ def test_an_async_job_runs_inside_the_same_middleware(use):
     # thread-local state of the executor thread, where sync_to_async (the ORM) runs.
     assert Job.objects.get(id=handle.id).result == TAGGED
     assert value(key) == 1
+
+
+@pytest.mark.parametrize("definition", [mw.speaks, mw.speaks_async], ids=["sync", "async"])
+def test_a_locale_middleware_reaches_sync_and_async_jobs(use, definition):
+    use("locale")
+    handle = definition.enqueue(language="fr")
+    run_pending_jobs()
+    assert Job.objects.get(id=handle.id).result == "fr"
+
+
+def test_a_django_task_runs_inside_the_middleware(use):
+    use("first")
+    tasks.multiply.enqueue(6, 7)
+    run_pending_jobs()
+    assert Job.objects.get().result == 42
+    assert [(when, detail) for _, when, detail in mw.EVENTS] == [
+        ("before", {"current_job": True, "args": (6, 7), "kwargs": {}}),
+        ("after", 42),
+    ]
 
 
 def test_a_takes_context_job_gets_the_context_the_middleware_does_not_see_in_args(use):
