@@ -34,7 +34,7 @@ from .context import JobContext
 from .definitions import JobDefinition
 from .exceptions import Cancel, Retry, Snooze
 
-__all__ = ["CONTROL_EXCEPTIONS", "CallJob", "JobCall", "build"]
+__all__ = ["CONTROL_EXCEPTIONS", "CallJob", "JobCall"]
 
 #: What a job raises to ask for another ending than a failure, not an error:
 #: a middleware that catches ``Exception`` should re-raise these untouched.
