@@ -12,9 +12,11 @@ import re
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
+from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
 from .constants import QUEUE_NAME_PATTERN, JobStatus
@@ -129,6 +131,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 hint='pip install "django-durable-jobs[opentelemetry]", or set it to False.',
             )
         )
+    errors += _check_middleware(values["MIDDLEWARE"])
     if isinstance(values["PERIODIC"], dict | list | tuple):
         errors += _check_periodic(values["PERIODIC"])
     else:
@@ -156,6 +159,52 @@ def _check_periodic(config: Any) -> list[CheckMessage]:
         )
         for problem in problems
     ]
+
+
+def _check_middleware(paths: Any) -> list[CheckMessage]:
+    """Each MIDDLEWARE entry imports and is a plain callable (E030), as a worker will need it."""
+    if not isinstance(paths, list | tuple):
+        return [
+            _error(
+                "E030",
+                f"DURABLE_JOBS['MIDDLEWARE'] is {paths!r}; it must be a list of dotted paths.",
+                'For example ["myproject.jobs_middleware.tenant"].',
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for path in paths:
+        if not isinstance(path, str):
+            errors.append(
+                _error(
+                    "E030",
+                    f"DURABLE_JOBS['MIDDLEWARE'] has {path!r}, which is not a dotted path.",
+                    "List the factories' import paths as strings, not the factories.",
+                )
+            )
+            continue
+        try:
+            factory = import_string(path)
+        except Exception as exc:  # ImportError, or the module itself raising
+            errors.append(
+                _error(
+                    "E030",
+                    f"DURABLE_JOBS['MIDDLEWARE'] has {path!r}, which cannot be imported: "
+                    f"{type(exc).__name__}: {exc}",
+                    "Check the module and the name; a worker could run no job without it.",
+                )
+            )
+            continue
+        if not callable(factory) or iscoroutinefunction(factory):
+            errors.append(
+                _error(
+                    "E030",
+                    f"DURABLE_JOBS['MIDDLEWARE'] has {path!r}, which is not a plain callable "
+                    f"({factory!r}).",
+                    "A job middleware is a (not async) factory: called with call_job, it "
+                    "returns the function that runs each job.",
+                )
+            )
+    return errors
 
 
 def _check_backoff(values: dict[str, Any]) -> list[CheckMessage]:

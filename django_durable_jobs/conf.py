@@ -70,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
     # OpenTelemetry spans for enqueues and attempts, the trace context carried in
     # each job (needs opentelemetry-api; docs/howto/monitoring.md).
     "OPENTELEMETRY": False,
+    # Dotted paths of job middleware factories, wrapping every attempt of every job
+    # (first listed = outermost; docs/howto/flow-control.md#job-middleware).
+    "MIDDLEWARE": [],
     # Tests only: run each job in the enqueuing process as soon as the enqueuing
     # transaction commits, instead of leaving it to a worker (docs/howto/testing.md).
     "IMMEDIATE": False,

@@ -7,7 +7,8 @@ which). The caller writes it (``recorder.py``) and only then are the end
 signals sent, so a receiver never sees an ending that was not recorded.
 
 The worker's pool, immediate mode and ``testing.run_pending_jobs()`` all run
-jobs through ``execute``.
+jobs through ``execute``, so the job middleware (``middleware.py``) wraps each
+of them the same way.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import logging
 import threading
 import time
 import uuid
+from types import MappingProxyType
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import connections, transaction
 
-from .. import registry, signals, tracing
+from .. import middleware, registry, signals, tracing
+from ..conf import app_settings
 from ..connections import (
     after_job,
     database_writable,
@@ -181,21 +184,52 @@ def _left_open(
     return outcomes.left_transaction_open(attempt, leaked, policy, cause)
 
 
-def _call(
+def _invoke(
     definition: JobDefinition[..., Any],
-    args: list[Any],
-    kwargs: dict[str, Any],
-    deadline: Deadline | None,
+    context: JobContext,
+    args: Any,
+    kwargs: Any,
 ) -> Any:
-    if deadline is not None:
-        with deadline.guard():
-            return _call(definition, args, kwargs, None)
+    """Call the job's function (the innermost step of the middleware chain)."""
+    if definition.takes_context:
+        args = (context, *args)
     if definition.is_async:
         # A fresh event loop per async job, driven from this executor thread:
         # sync_to_async() calls inside the job (the ORM) run back on this thread,
         # with its tidied connection and, for atomic=True, inside its transaction.
         return async_to_sync(definition.func)(*args, **kwargs)
     return definition.func(*args, **kwargs)
+
+
+def _call_job(call: middleware.JobCall) -> Any:
+    return _invoke(call.definition, call.context, call.args, call.kwargs)
+
+
+#: This process's middleware, built by the first job that runs.
+_middleware = middleware.Chain(_call_job)
+
+
+def _call(
+    definition: JobDefinition[..., Any],
+    context: JobContext,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    deadline: Deadline | None,
+) -> Any:
+    """The job's return value, through the middleware, inside the inline timeout if any.
+
+    Inside an atomic job's transaction too: the middleware's writes commit or
+    roll back with the job's.
+    """
+    if deadline is not None:
+        with deadline.guard():
+            return _call(definition, context, args, kwargs, None)
+    if app_settings.MIDDLEWARE:  # else (the usual case) nothing between the worker and the job
+        handler = _middleware.handler()
+        if handler is not None:  # None: every factory raised MiddlewareNotUsed
+            call = middleware.JobCall(context, definition, tuple(args), MappingProxyType(kwargs))
+            return handler(call)
+    return _invoke(definition, context, args, kwargs)
 
 
 def _succeeded(attempt: Attempt, definition: JobDefinition[..., Any], value: Any) -> Outcome:
@@ -230,14 +264,14 @@ def _run(
         args, kwargs = load_payload(job.args, job.kwargs)
     except DecodeError as exc:
         return outcomes.undecodable(attempt, exc), None
-    if definition.takes_context:
-        args = [context, *args]
     token = set_current(context)
     try:
         if definition.atomic:
-            return _run_atomic(attempt, definition, args, kwargs, backend, recorder, deadline)
+            return _run_atomic(
+                attempt, context, definition, args, kwargs, backend, recorder, deadline
+            )
         try:
-            value = _call(definition, args, kwargs, deadline)
+            value = _call(definition, context, args, kwargs, deadline)
         except BaseException as exc:
             return _raised(attempt, definition, exc, deadline), None
         return _succeeded(attempt, definition, value), None
@@ -247,6 +281,7 @@ def _run(
 
 def _run_atomic(
     attempt: Attempt,
+    context: JobContext,
     definition: JobDefinition[..., Any],
     args: list[Any],
     kwargs: dict[str, Any],
@@ -262,7 +297,7 @@ def _run_atomic(
     try:
         with transaction.atomic(using=backend.alias):
             depth = len(connection.atomic_blocks)
-            value = _call(definition, args, kwargs, deadline)
+            value = _call(definition, context, args, kwargs, deadline)
             if len(connection.atomic_blocks) != depth:
                 # An atomic block the job entered and never left: undo everything
                 # (after_job() rolls back what this block's exit leaves open).
