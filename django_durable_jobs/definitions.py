@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from django.utils import timezone
+
 from . import meta as job_meta
 from . import registry
 from .conf import app_settings
@@ -22,12 +24,14 @@ from .validation import (
     CallShape,
     check_call,
     check_delay,
+    check_expires,
     check_max_attempts,
     check_name,
     check_priority,
     check_queue,
     check_run_at,
     check_timeout,
+    expiry,
 )
 
 if TYPE_CHECKING:
@@ -66,6 +70,8 @@ class JobDefinition(Generic[P, R]):
     takes_context: bool = False
     run_at: datetime | None = None
     delay: float | None = None
+    #: No attempt starts after this: seconds from the enqueue, or an instant (``using()``).
+    expires: float | datetime | None = None
     #: At most one job with the same key among chosen statuses (``Unique``).
     unique: Unique | None = None
     #: This call's unique key (``using(unique_key=...)``), instead of one computed.
@@ -115,8 +121,13 @@ class JobDefinition(Generic[P, R]):
         unique_key: str | None = None,
         concurrency_key: str | None = None,
         then: PreparedJob | list[PreparedJob] | None = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> JobDefinition[P, R]:
         """A copy with per-call options; ``run_at`` and ``delay`` exclude each other.
+
+        ``expires``: no attempt starts after this, seconds (or a timedelta) from the
+        enqueue or an aware datetime; a job not started by then ends CANCELLED,
+        "expired" (see docs/howto/flow-control.md).
 
         ``unique_key`` makes this call unique by that key (with the definition's
         ``Unique`` statuses, default READY and RUNNING). ``then``: jobs (from
@@ -153,6 +164,8 @@ class JobDefinition(Generic[P, R]):
             changes["run_at"], changes["delay"] = check_run_at(run_at), None
         if delay is not None:
             changes["delay"], changes["run_at"] = check_delay(delay), None
+        if expires is not None:
+            changes["expires"] = check_expires(expires)
         return dataclasses.replace(self, **changes)
 
     # The options as they apply now (settings are read here, never at import).
@@ -187,6 +200,11 @@ class JobDefinition(Generic[P, R]):
         key = concurrency_key(self.concurrency_key, args, kwargs)
         if self.then:
             meta[job_meta.THEN] = [job_meta.serialize(item) for item in self.then]
+        expires_at, expires_in = None, None
+        if self.expires is not None:
+            expires_at, expires_in = expiry(
+                self.expires, run_at=self.run_at, delay=self.delay, now=timezone.now()
+            )
         return PreparedJob(
             name=self.name,
             queue=queue,
@@ -202,6 +220,8 @@ class JobDefinition(Generic[P, R]):
             concurrency_key=key,
             concurrency_limit=self.concurrency_limit if key is not None else None,
             meta_json=job_meta.meta_json(meta) if meta else "{}",
+            expires_at=expires_at,
+            expires_in=expires_in,
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
@@ -267,6 +287,7 @@ def job(
     unique: bool | Unique = False,
     concurrency_key: str | Callable[..., Any] | None = None,
     concurrency_limit: int | None = None,
+    expires: float | timedelta | None = None,
 ) -> Callable[[Callable[P, R]], JobDefinition[P, R]]: ...
 
 
@@ -285,6 +306,7 @@ def job(
     unique: bool | Unique = False,
     concurrency_key: str | Callable[..., Any] | None = None,
     concurrency_limit: int | None = None,
+    expires: float | timedelta | None = None,
 ) -> Any:
     """Turn a module-level function into a job definition.
 
@@ -294,6 +316,8 @@ def job(
     a ``JobContext`` as the first argument. ``unique``: True (by arguments) or
     ``Unique(...)``. ``concurrency_key`` and ``concurrency_limit``: at most that
     many jobs with the same key run at once (see docs/howto/flow-control.md).
+    ``expires``: seconds (or a timedelta) from each enqueue after which no attempt
+    starts; the job then ends CANCELLED with reason "expired".
     """
     if concurrency_key is not None and concurrency_limit is None:
         concurrency_limit = 1
@@ -310,6 +334,7 @@ def job(
         "unique": as_unique(unique),
         "concurrency_key": concurrency_key,
         "concurrency_limit": concurrency_limit,
+        "expires": check_expires(expires, at_decoration=True) if expires is not None else None,
     }
     if name is not None:
         check_name(name)

@@ -41,6 +41,7 @@ INSERT_COLUMNS = (
     "parent_id",
     "waiting_for",
     "meta",
+    "expires_at",
 )
 
 #: Columns a claim returns, in ``ClaimedJob`` order.
@@ -58,6 +59,7 @@ CLAIM_COLUMNS = (
     "meta",
     "run_id",
     "unique_states",
+    "expires_at",
 )
 
 

@@ -14,11 +14,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from ..constants import STATUS_BITS, JobStatus
 from ..meta import ORPHANED
@@ -36,7 +38,7 @@ from .base import (
 
 logger = logging.getLogger("django_durable_jobs.db")
 
-# SQLite allows 32,766 bound parameters per statement; 21 columns x 1,000 rows fits.
+# SQLite allows 32,766 bound parameters per statement; 22 columns x 1,000 rows fits.
 INSERT_CHUNK = 1000
 
 _INSERT_ROW = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
@@ -54,6 +56,7 @@ WITH candidates AS (
            r.concurrency_limit - {_RUNNING_WITH_KEY} AS slots
     FROM {JOB_TABLE} AS r
     WHERE r.status = 'READY' AND r.waiting_for = 0 AND r.run_at <= %s
+      AND (r.expires_at IS NULL OR r.expires_at > %s)
       {{queue_filter}}
       AND NOT EXISTS (SELECT 1 FROM {QUEUE_TABLE} AS q WHERE q.name = r.queue AND q.paused)
       AND (r.concurrency_key IS NULL OR {_RUNNING_WITH_KEY} < r.concurrency_limit)
@@ -141,6 +144,13 @@ _TALLY_SQL = f"""
 INSERT INTO {FAILURES_TABLE} (minute, failures) VALUES (%s, %s)
 ON CONFLICT (minute) DO UPDATE SET failures = failures + excluded.failures
 """
+
+
+def _expires_at(job: Any, now: datetime) -> datetime | None:
+    """When a prepared job expires, with ``now`` the insert's time."""
+    if job.expires_in is not None:
+        return now + timedelta(seconds=job.expires_in)
+    return job.expires_at
 
 
 def is_locked_error(exc: BaseException) -> bool:
@@ -233,6 +243,7 @@ class SQLiteBackend(Backend):
                         job.parent_id,
                         job.waiting_for,
                         job.meta_json,
+                        self._dt(_expires_at(job, now)),
                     ]
                 conflict = any(job.unique_key is not None for job in chunk)
                 cursor.execute(
@@ -274,6 +285,7 @@ class SQLiteBackend(Backend):
             queue_params = list(queues)
         params = [
             self._dt(now),
+            self._dt(now),  # expires_at > now
             *queue_params,
             limit,
             self._uuid(worker_id),
@@ -297,6 +309,12 @@ class SQLiteBackend(Backend):
         job = ClaimedJob(*row)
         if isinstance(job.run_id, str):
             job.run_id = uuid.UUID(job.run_id)
+        expires_at = job.expires_at
+        if isinstance(expires_at, str):
+            expires_at = parse_datetime(expires_at)
+        if expires_at is not None and settings.USE_TZ and expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)  # stored as naive UTC text
+        job.expires_at = expires_at
         return job
 
     def record(self, outcomes: list[Outcome]) -> set[int]:
