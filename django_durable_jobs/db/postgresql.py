@@ -88,7 +88,7 @@ INSERT INTO {JOB_TABLE} ({", ".join(INSERT_COLUMNS)})
 VALUES (%s, %s, %s, 'READY', %s::jsonb, %s::jsonb, '[]'::jsonb, 0, %s, %s,
         COALESCE(%s::timestamptz, now() + %s * interval '1 second'), now(), 0,
         %s, %s, %s, %s, %s::uuid, %s, %s, %s::jsonb,
-        COALESCE(%s::timestamptz, now() + %s * interval '1 second'))
+        COALESCE(%s::timestamptz, now() + %s::float8 * interval '1 second'))
 """
 
 
