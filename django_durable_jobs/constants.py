@@ -53,6 +53,7 @@ class AttemptOutcome(models.TextChoices):
     RETRY = "retry", _("Asked for a retry")
     SNOOZED = "snoozed", _("Snoozed")
     CANCELLED = "cancelled", _("Cancelled itself")
+    EXPIRED = "expired", _("Expired before it started")
     TIMEOUT = "timeout", _("Timed out")
     UNSTORABLE_RESULT = "unstorable_result", _("Result could not be stored")
     LEFT_TRANSACTION_OPEN = "left_transaction_open", _("Left a transaction open")

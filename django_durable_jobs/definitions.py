@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from django.utils import timezone
+
 from . import meta as job_meta
 from . import registry
 from .conf import app_settings
@@ -23,12 +25,14 @@ from .validation import (
     CallShape,
     check_call,
     check_delay,
+    check_expires,
     check_max_attempts,
     check_name,
     check_priority,
     check_queue,
     check_run_at,
     check_timeout,
+    expiry,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +71,8 @@ class JobDefinition(Generic[P, R]):
     takes_context: bool = False
     run_at: datetime | None = None
     delay: float | None = None
+    #: No attempt starts after this: seconds from the enqueue, or an instant (``using()``).
+    expires: float | datetime | None = None
     #: At most one job with the same key among chosen statuses (``Unique``).
     unique: Unique | None = None
     #: This call's unique key (``using(unique_key=...)``), instead of one computed.
@@ -121,8 +127,13 @@ class JobDefinition(Generic[P, R]):
         concurrency_key: str | None = None,
         rate_key: str | None = None,
         then: PreparedJob | list[PreparedJob] | None = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> JobDefinition[P, R]:
         """A copy with per-call options; ``run_at`` and ``delay`` exclude each other.
+
+        ``expires``: no attempt starts after this, seconds (or a timedelta) from the
+        enqueue or an aware datetime; a job not started by then ends CANCELLED,
+        "expired" (see docs/howto/flow-control.md).
 
         ``unique_key`` makes this call unique by that key (with the definition's
         ``Unique`` statuses, default READY and RUNNING). ``then``: jobs (from
@@ -162,6 +173,8 @@ class JobDefinition(Generic[P, R]):
             changes["run_at"], changes["delay"] = check_run_at(run_at), None
         if delay is not None:
             changes["delay"], changes["run_at"] = check_delay(delay), None
+        if expires is not None:
+            changes["expires"] = check_expires(expires)
         return dataclasses.replace(self, **changes)
 
     # The options as they apply now (settings are read here, never at import).
@@ -198,6 +211,11 @@ class JobDefinition(Generic[P, R]):
         rate_key = job_rate_key(self.name, self.rate_key, args, kwargs) if rate else None
         if self.then:
             meta[job_meta.THEN] = [job_meta.serialize(item) for item in self.then]
+        expires_at, expires_in = None, None
+        if self.expires is not None:
+            expires_at, expires_in = expiry(
+                self.expires, run_at=self.run_at, delay=self.delay, now=timezone.now()
+            )
         return PreparedJob(
             name=self.name,
             queue=queue,
@@ -216,6 +234,8 @@ class JobDefinition(Generic[P, R]):
             rate_key=rate_key,
             rate_limit=rate.starts if rate else None,
             rate_period=rate.period if rate else None,
+            expires_at=expires_at,
+            expires_in=expires_in,
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
@@ -283,6 +303,7 @@ def job(
     concurrency_limit: int | None = None,
     rate_limit: str | RateLimit | None = None,
     rate_key: str | Callable[..., Any] | None = None,
+    expires: float | timedelta | None = None,
 ) -> Callable[[Callable[P, R]], JobDefinition[P, R]]: ...
 
 
@@ -303,6 +324,7 @@ def job(
     concurrency_limit: int | None = None,
     rate_limit: str | RateLimit | None = None,
     rate_key: str | Callable[..., Any] | None = None,
+    expires: float | timedelta | None = None,
 ) -> Any:
     """Turn a module-level function into a job definition.
 
@@ -314,6 +336,8 @@ def job(
     many jobs with the same key run at once. ``rate_limit`` ("100/m", "50/10s"):
     at most that many starts in any such window, across every worker, per job
     name or per ``rate_key`` (see docs/howto/flow-control.md).
+    ``expires``: seconds (or a timedelta) from each enqueue after which no attempt
+    starts; the job then ends CANCELLED with reason "expired".
     """
     if concurrency_key is not None and concurrency_limit is None:
         concurrency_limit = 1
@@ -335,6 +359,7 @@ def job(
         "concurrency_limit": concurrency_limit,
         "rate_limit": rate,
         "rate_key": rate_key,
+        "expires": check_expires(expires, at_decoration=True) if expires is not None else None,
     }
     if name is not None:
         check_name(name)

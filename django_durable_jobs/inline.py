@@ -44,6 +44,7 @@ _CLAIM_FIELDS = (
     "meta",
     "run_id",
     "unique_states",
+    "expires_at",
 )
 
 
@@ -78,6 +79,7 @@ def claim_one(job_id: int, alias: str, worker_id: uuid.UUID) -> ClaimedJob | Non
     row = (
         Job.objects.using(alias)
         .filter(id=job_id, status=JobStatus.READY, waiting_for=0)
+        .exclude(expires_at__lte=timezone.now())  # expires=: never started late
         .values(*_CLAIM_FIELDS)
         .first()
     )

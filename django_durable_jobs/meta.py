@@ -28,8 +28,9 @@ ORPHANED = "orphaned"
 def serialize(prepared: PreparedJob) -> dict[str, Any]:
     """A prepared job as JSON, to be stored in another job's meta until it is due."""
     data = dataclasses.asdict(prepared)
-    if isinstance(data["run_at"], datetime):
-        data["run_at"] = data["run_at"].isoformat()
+    for key in ("run_at", "expires_at"):
+        if isinstance(data[key], datetime):
+            data[key] = data[key].isoformat()
     if data["run_id"] is not None:
         data["run_id"] = str(data["run_id"])
     return data
@@ -38,8 +39,9 @@ def serialize(prepared: PreparedJob) -> dict[str, Any]:
 def deserialize(data: dict[str, Any]) -> PreparedJob:
     """The prepared job ``serialize`` stored; raises on anything else."""
     data = dict(data)
-    if data.get("run_at"):
-        data["run_at"] = parse_datetime(data["run_at"])
+    for key in ("run_at", "expires_at"):
+        if data.get(key):
+            data[key] = parse_datetime(data[key])
     if data.get("run_id"):
         data["run_id"] = uuid.UUID(data["run_id"])
     return PreparedJob(**data)

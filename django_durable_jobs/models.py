@@ -72,6 +72,13 @@ class Job(models.Model):
     enqueued_at = models.DateTimeField(_("enqueued at"), default=timezone.now)
     started_at = models.DateTimeField(_("last attempt started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    #: No attempt starts after this (``expires=``); a READY job past it ends CANCELLED.
+    expires_at = models.DateTimeField(
+        _("expires at"),
+        null=True,
+        blank=True,
+        help_text=_("No attempt starts after this; empty: never expires."),
+    )
 
     # Claim state. A claim sets worker_id (the worker process's uuid), bumps
     # lease_token (the fencing token: every outcome write is conditional on it)
@@ -160,6 +167,13 @@ class Job(models.Model):
             models.Index(fields=["run_id"], name="ddj_job_run", condition=Q(run_id__isnull=False)),
             # Group callbacks still waiting for members: found by the maintenance sweep.
             models.Index(fields=["run_id"], name="ddj_job_waiting", condition=Q(waiting_for__gt=0)),
+            # READY jobs with an expiry, in expiry order: the expirer's batches. Only
+            # jobs enqueued with expires= are in it (and write to it).
+            models.Index(
+                fields=["expires_at"],
+                name="ddj_job_expiring",
+                condition=Q(status=JobStatus.READY, expires_at__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(

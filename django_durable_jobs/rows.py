@@ -44,6 +44,10 @@ class PreparedJob:
     rate_key: str | None = None
     rate_limit: int | None = None
     rate_period: float | None = None
+    #: No attempt starts after this instant (``expires=`` as a datetime), or after
+    #: ``expires_in`` seconds from the insert (database clock); both None: never.
+    expires_at: datetime | None = None
+    expires_in: float | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -63,6 +67,8 @@ class ClaimedJob:
     meta: Any
     run_id: uuid.UUID | None
     unique_states: int
+    #: No attempt may start after this (checked again when a thread takes the job).
+    expires_at: datetime | None = None
 
     @property
     def meta_dict(self) -> dict[str, Any]:

@@ -184,11 +184,15 @@ def run_pending_jobs(
     the attempts run, against jobs that enqueue themselves forever. Rate limits
     hold nothing back (a test should not wait out a quota) unless
     ``rate_limits=True``, which leaves jobs over their limit READY, as a worker does.
+    Jobs past their expiry (``expires=``) are never run: they end CANCELLED, and
+    their group callbacks are released, as the workers' maintenance does.
     """
     from .db import get_backend
+    from .maintenance import expire_due_jobs, release_finished_groups
 
     alias = app_settings.DATABASE
     backend = get_backend(alias)
+    expired = expire_due_jobs(backend)
     worker_id = uuid.uuid4()
     report = RunReport()
     while report.total < max_jobs:
@@ -203,6 +207,10 @@ def run_pending_jobs(
             lease_seconds=float(app_settings.LEASE_SECONDS),
         )
         if not claimed:
+            # Retries due after their expiry; group callbacks expired members held.
+            expired += expire_due_jobs(backend)
+            if expired and release_finished_groups(alias):
+                continue
             break
         outcome, _ = run_claimed(claimed[0], alias, worker_id)
         report.add(outcome)

@@ -108,15 +108,78 @@ def check_delay(delay: Any) -> float:
 def check_run_at(run_at: Any) -> datetime:
     if not isinstance(run_at, datetime):
         raise InvalidJobOptions(f"run_at={run_at!r} is not a datetime.")
-    if settings.USE_TZ and timezone.is_naive(run_at):
+    return _instant(run_at, "run_at")
+
+
+def _instant(value: datetime, option: str) -> datetime:
+    """An aware datetime (naive under ``USE_TZ = False``), or ``InvalidJobOptions``."""
+    if settings.USE_TZ and timezone.is_naive(value):
         raise InvalidJobOptions(
-            f"run_at={run_at!r} is a naive datetime while USE_TZ is True, so it names no "
+            f"{option}={value!r} is a naive datetime while USE_TZ is True, so it names no "
             "single instant: pass an aware datetime (django.utils.timezone.now() + ..., or "
             "datetime(..., tzinfo=...))."
         )
-    if not settings.USE_TZ and timezone.is_aware(run_at):
-        return timezone.make_naive(run_at)
-    return run_at
+    if not settings.USE_TZ and timezone.is_aware(value):
+        return timezone.make_naive(value)
+    return value
+
+
+def check_expires(expires: Any, *, at_decoration: bool = False) -> float | datetime:
+    """``expires=``: seconds (> 0, a timedelta counts) from the enqueue, or an aware datetime.
+
+    ``@job`` takes seconds only (``at_decoration``): one instant for every future
+    call of a job is a mistake; a per-call instant goes to ``.using(expires=...)``.
+    """
+    if isinstance(expires, datetime):
+        if at_decoration:
+            raise InvalidJobOptions(
+                f"@job(expires={expires!r}): a datetime here would expire every future call "
+                "of this job at the same instant. Give @job a number of seconds (or a "
+                "timedelta) counted from each enqueue, and pass a datetime per call with "
+                ".using(expires=...)."
+            )
+        return _instant(expires, "expires")
+    return _seconds(
+        expires, "expires", zero_ok=False, fix="a timedelta, or an aware datetime (.using())"
+    )
+
+
+def expiry(
+    expires: float | datetime | None,
+    *,
+    run_at: datetime | None,
+    delay: float | None,
+    now: datetime,
+) -> tuple[datetime | None, float | None]:
+    """``(expires_at, expires_in)`` for a prepared job, once its start time is known.
+
+    Relative expiry counts from the enqueue, like ``delay`` (not from ``run_at``):
+    a job that is due only at or after it expires could never run, so that is an
+    error here, at enqueue, not a job that silently ends expired. ``now`` is this
+    host's clock; the insert computes ``expires_in`` on the database clock.
+    """
+    if expires is None:
+        return None, None
+    due = run_at if run_at is not None else now + timedelta(seconds=delay or 0.0)
+    if isinstance(expires, datetime):
+        if expires <= now:
+            raise InvalidJobOptions(
+                f"expires={expires.isoformat()} is in the past (now is {now.isoformat()}): "
+                "the job could never start. Pass a later time, or seconds from now."
+            )
+        deadline, shown = expires, expires.isoformat()
+    else:
+        deadline, shown = now + timedelta(seconds=expires), f"{expires:g}s"
+    if deadline <= due:
+        start = f"run_at={run_at.isoformat()}" if run_at is not None else f"delay={delay:g}s"
+        raise InvalidJobOptions(
+            f"expires={shown} is not after the job's start ({start}), so it could never "
+            "run. Relative expiry counts from the enqueue, not from the start: make it "
+            "longer than the delay, or start sooner."
+        )
+    if isinstance(expires, datetime):
+        return expires, None
+    return None, expires
 
 
 class CallShape:

@@ -230,6 +230,7 @@ def _facts(job: Job) -> list[tuple[Any, Any]]:
     if job.status == JobStatus.RUNNING:
         facts.append((_("Lease expires at"), when(job.lease_expires_at)))
     optional = [
+        (_("Expires at"), when(job.expires_at)),
         (_("Cancel requested at"), when(job.cancel_requested_at)),
         (_("Unique key"), job.unique_key),
         (_("Concurrency key"), job.concurrency_key),

@@ -41,6 +41,7 @@ def job_details(job: Job) -> dict[str, Any]:
         history=operations.history(job),
         meta=job.meta,
         timeout=job.timeout,
+        expires_at=job.expires_at,
         lease_expires_at=job.lease_expires_at,
         cancel_requested_at=job.cancel_requested_at,
         unique_key=job.unique_key,
@@ -87,6 +88,8 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         ("duration", f"{job.duration:.3f}s" if job.duration is not None else "-"),
         ("worker", job.worker_id or "-"),
     ]
+    if job.expires_at:
+        facts.append(("expires", format_time(job.expires_at)))
     if job.cancel_requested_at:
         facts.append(("cancel requested", format_time(job.cancel_requested_at)))
     for label, key in (("unique key", "unique_key"), ("run", "run_id"), ("parent", "parent_id")):

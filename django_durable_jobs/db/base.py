@@ -46,6 +46,7 @@ INSERT_COLUMNS = (
     "rate_key",
     "rate_limit",
     "rate_period",
+    "expires_at",
 )
 
 #: Columns a claim returns, in ``ClaimedJob`` order.
@@ -63,6 +64,7 @@ CLAIM_COLUMNS = (
     "meta",
     "run_id",
     "unique_states",
+    "expires_at",
 )
 
 

@@ -126,3 +126,30 @@ class JSONAppendToKey(Func):
             f"json('[]')), '$[#]', json({item_sql})))"
         )
         return sql, [*column_params, path, *column_params, path, *item_params]
+
+
+class TimestampText(Func):
+    """A datetime column as ISO 8601 text (``2026-12-03T09:30:02.123456+00:00``, UTC).
+
+    For history messages written by SQL: the same shape as the entries' ``at``.
+    Under ``USE_TZ = False`` SQLite holds naive local times, shown without offset.
+    """
+
+    output_field = TextField()
+
+    def __init__(self, column: str) -> None:
+        super().__init__(F(column), output_field=TextField())
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        (column,) = self.get_source_expressions()
+        sql, params = compiler.compile(column)
+        pattern = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
+        return f"to_char({sql} AT TIME ZONE 'UTC', %s)", [*params, pattern]
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        from django.conf import settings
+
+        (column,) = self.get_source_expressions()
+        sql, params = compiler.compile(column)
+        suffix = "+00:00" if settings.USE_TZ else ""
+        return f"(replace({sql}, ' ', 'T') || %s)", [*params, suffix]

@@ -47,14 +47,16 @@ WITH ins AS (
            0, t.max_attempts, t.timeout,
            COALESCE(t.run_at, now() + t.delay * interval '1 second'), now(), 0,
            t.unique_key, t.unique_states, t.concurrency_key, t.concurrency_limit, t.run_id,
-           t.parent_id, t.waiting_for, t.meta::jsonb, t.rate_key, t.rate_limit, t.rate_period
+           t.parent_id, t.waiting_for, t.meta::jsonb, t.rate_key, t.rate_limit, t.rate_period,
+           COALESCE(t.expires_at, now() + t.expires_in * interval '1 second')
     FROM unnest(
         %b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::int[], %b::float8[],
         %b::timestamptz[], %b::float8[], %b::text[], %b::int[], %b::text[], %b::int[],
-        %b::uuid[], %b::bigint[], %b::int[], %b::text[], %b::text[], %b::int[], %b::float8[]
+        %b::uuid[], %b::bigint[], %b::int[], %b::text[], %b::text[], %b::int[], %b::float8[],
+        %b::timestamptz[], %b::float8[]
     ) AS t(name, queue, priority, args, kwargs, max_attempts, timeout, run_at, delay,
            unique_key, unique_states, concurrency_key, concurrency_limit, run_id, parent_id,
-           waiting_for, meta, rate_key, rate_limit, rate_period)
+           waiting_for, meta, rate_key, rate_limit, rate_period, expires_at, expires_in)
     {{conflict}}
     RETURNING id, queue, unique_key
 ){{notify}}
@@ -89,7 +91,8 @@ _INSERT_ONE_ROW = f"""
 INSERT INTO {JOB_TABLE} ({", ".join(INSERT_COLUMNS)})
 VALUES (%s, %s, %s, 'READY', %s::jsonb, %s::jsonb, '[]'::jsonb, 0, %s, %s,
         COALESCE(%s::timestamptz, now() + %s * interval '1 second'), now(), 0,
-        %s, %s, %s, %s, %s::uuid, %s, %s, %s::jsonb, %s, %s, %s)
+        %s, %s, %s, %s, %s::uuid, %s, %s, %s::jsonb, %s, %s, %s,
+        COALESCE(%s::timestamptz, now() + %s::float8 * interval '1 second'))
 """
 
 
@@ -131,6 +134,7 @@ WITH {{gates}}candidates AS (
                 ELSE ddj_rate_permits(r.rate_key, r.rate_limit) END AS permits
     FROM {JOB_TABLE} AS r{{gate_join}}
     WHERE r.status = 'READY' AND r.waiting_for = 0 AND r.run_at <= now()
+      AND (r.expires_at IS NULL OR r.expires_at > now())
       {{queue_filter}}
       AND NOT EXISTS (SELECT 1 FROM {QUEUE_TABLE} AS q WHERE q.name = r.queue AND q.paused)
       AND CASE WHEN r.concurrency_key IS NULL THEN true
@@ -374,6 +378,8 @@ def _row(job: Any) -> tuple[Any, ...]:
         job.rate_key,
         job.rate_limit,
         job.rate_period,
+        job.expires_at,
+        job.expires_in,  # None: NULL + interval is NULL, so no expiry
     )
 
 

@@ -14,11 +14,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from ..constants import STATUS_BITS, JobStatus
 from ..meta import ORPHANED
@@ -39,7 +41,7 @@ from .base import (
 
 logger = logging.getLogger("django_durable_jobs.db")
 
-# SQLite allows 32,766 bound parameters per statement; 24 columns x 1,000 rows fits.
+# SQLite allows 32,766 bound parameters per statement; 25 columns x 1,000 rows fits.
 INSERT_CHUNK = 1000
 
 _INSERT_ROW = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
@@ -62,6 +64,7 @@ WITH {{gates}}candidates AS (
            r.rate_limit - {_STARTS_OF_KEY} AS permits
     FROM {JOB_TABLE} AS r{{gate_join}}
     WHERE r.status = 'READY' AND r.waiting_for = 0 AND r.run_at <= %s
+      AND (r.expires_at IS NULL OR r.expires_at > %s)
       {{queue_filter}}
       AND NOT EXISTS (SELECT 1 FROM {QUEUE_TABLE} AS q WHERE q.name = r.queue AND q.paused)
       AND (r.concurrency_key IS NULL OR {_RUNNING_WITH_KEY} < r.concurrency_limit)
@@ -171,6 +174,13 @@ ON CONFLICT (minute) DO UPDATE SET failures = failures + excluded.failures
 """
 
 
+def _expires_at(job: Any, now: datetime) -> datetime | None:
+    """When a prepared job expires, with ``now`` the insert's time."""
+    if job.expires_in is not None:
+        return now + timedelta(seconds=job.expires_in)
+    return job.expires_at
+
+
 def is_locked_error(exc: BaseException) -> bool:
     message = str(exc).lower()
     return "database is locked" in message or "database table is locked" in message
@@ -264,6 +274,7 @@ class SQLiteBackend(Backend):
                         job.rate_key,
                         job.rate_limit,
                         job.rate_period,
+                        self._dt(_expires_at(job, now)),
                     ]
                 conflict = any(job.unique_key is not None for job in chunk)
                 cursor.execute(
@@ -317,6 +328,7 @@ class SQLiteBackend(Backend):
                 params += [
                     stamp,  # slots: the permits of a rate key
                     stamp,  # run_at
+                    stamp,  # expires_at > now
                     *queue_params,
                     stamp,  # the rate-key filter
                     limit,
@@ -371,6 +383,12 @@ class SQLiteBackend(Backend):
         job = ClaimedJob(*row)
         if isinstance(job.run_id, str):
             job.run_id = uuid.UUID(job.run_id)
+        expires_at = job.expires_at
+        if isinstance(expires_at, str):
+            expires_at = parse_datetime(expires_at)
+        if expires_at is not None and settings.USE_TZ and expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)  # stored as naive UTC text
+        job.expires_at = expires_at
         return job
 
     def record(self, outcomes: list[Outcome]) -> set[int]:

@@ -147,6 +147,9 @@ def retry(
 ) -> OperationResult:
     """FAILED or CANCELLED jobs back to READY, due now, with a fresh set of attempts.
 
+    The expiry (``expires=``) is cleared: an operator retrying a job wants it to
+    run, and an expired job would otherwise only expire again.
+
     The attempt history (``errors``) is kept as it is; the retry is recorded
     in ``meta["retried"]`` (when, by whom, after how many attempts), which the
     admin and ``jobs show`` place in the history. Rewriting the history
@@ -162,6 +165,7 @@ def retry(
         "result": None,
         "cancel_requested_at": None,
         "lease_expires_at": None,
+        "expires_at": None,
         "meta": JSONAppendToKey("meta", RETRIED_KEY, marker),
         "unique_key": _unique_key_in(JobStatus.READY),
     }

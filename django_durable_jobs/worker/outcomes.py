@@ -22,6 +22,7 @@ unknown job / bad args   FAILED                           yes
 interrupted: shutdown    READY                            no
 interrupted: outage      READY (after 1 s)                no
 released, not started    READY, no history entry          no
+expired, not started     CANCELLED ("expired")            no
 worker lost (started)    READY to retry, FAILED at last   yes (in SQL)
 =======================  ===============================  ================
 
@@ -331,6 +332,22 @@ def interrupted_by_outage(attempt: Attempt, failure: Outcome) -> Outcome:
 def released_unstarted(job: ClaimedJob) -> Outcome:
     """Claimed ahead but never started: back to READY as it was, with nothing in its history."""
     return Outcome(job, JobStatus.READY, uncount=True)
+
+
+def expired_unstarted(job: ClaimedJob, worker_id: uuid.UUID | None) -> Outcome:
+    """Claimed in time, but its expiry passed before a thread took it: CANCELLED, "expired".
+
+    The attempt is given back (it never started), like ``maintenance.expirer``'s ending.
+    """
+    expires_at = job.expires_at.isoformat() if job.expires_at is not None else "?"
+    entry = history_entry(
+        attempt=job.attempt - 1,
+        outcome=AttemptOutcome.EXPIRED,
+        message=f"not started before it expired at {expires_at} (it waited for a free "
+        "thread of its worker)",
+        worker_id=worker_id,
+    )
+    return Outcome(job, JobStatus.CANCELLED, error=entry, uncount=True)
 
 
 # -- what an outcome starts ------------------------------------------------------------------

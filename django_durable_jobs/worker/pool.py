@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 
@@ -49,6 +49,17 @@ from .recorder import Recorder, log_outcome, wants_announcement
 from .watchdog import Watchdog, raise_in_thread
 
 logger = logging.getLogger("django_durable_jobs.worker")
+
+
+def _expired(expires_at: datetime) -> bool:
+    """Is ``expires_at`` past on this host's clock? (A claimed job waits in the local
+    queue for a free thread: the claim's own check, on the database clock, was earlier.)"""
+    now = timezone.now()
+    if timezone.is_aware(expires_at) and timezone.is_naive(now):  # USE_TZ = False
+        expires_at = timezone.make_naive(expires_at)
+    elif timezone.is_naive(expires_at) and timezone.is_aware(now):
+        expires_at = timezone.make_aware(expires_at, UTC)
+    return expires_at <= now
 
 
 @dataclasses.dataclass(eq=False)
@@ -236,6 +247,12 @@ class JobPool:
                     released = outcomes.released_unstarted(job)
                     self.recorder.record([released])
                     self._forget([released])
+                    self._free(None)
+                    continue
+                if job.expires_at is not None and _expired(job.expires_at):
+                    expired = outcomes.expired_unstarted(job, self.worker_id)
+                    self.recorder.record([expired])
+                    self._forget([expired])
                     self._free(None)
                     continue
                 if self._run(job):
