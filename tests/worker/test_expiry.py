@@ -335,20 +335,32 @@ def test_an_expiry_in_the_past_is_refused_at_enqueue():
     assert not Job.objects.exists()
 
 
+# Instants as offsets from the test's own start (not from collection time, which
+# can be minutes earlier in a long run).
+_IN_A_MINUTE, _IN_HALF_AN_HOUR, _IN_AN_HOUR = "+1m", "+30m", "+1h"
+_OFFSETS = {
+    _IN_A_MINUTE: timedelta(minutes=1),
+    _IN_HALF_AN_HOUR: timedelta(minutes=30),
+    _IN_AN_HOUR: timedelta(hours=1),
+}
+
+
 @pytest.mark.parametrize(
     "options",
     [
         {"delay": 60, "expires": 30},
         {"delay": 60, "expires": 60},
-        {"delay": timedelta(minutes=5), "expires": timezone.now() + timedelta(minutes=1)},
-        {"run_at": timezone.now() + timedelta(hours=1), "expires": 60},
-        {
-            "run_at": timezone.now() + timedelta(hours=1),
-            "expires": timezone.now() + timedelta(minutes=30),
-        },
+        {"delay": timedelta(minutes=5), "expires": _IN_A_MINUTE},
+        {"run_at": _IN_AN_HOUR, "expires": 60},
+        {"run_at": _IN_AN_HOUR, "expires": _IN_HALF_AN_HOUR},
     ],
 )
 def test_an_expiry_not_after_the_start_is_refused_at_enqueue(options):
+    now = timezone.now()
+    options = {
+        name: now + _OFFSETS[value] if isinstance(value, str) else value
+        for name, value in options.items()
+    }
     with pytest.raises(InvalidJobOptions, match="could never run"):
         expiring.runs.using(**options).enqueue("e")
     assert not Job.objects.exists()
