@@ -35,6 +35,7 @@ from ..db import Backend
 from ..definitions import JobDefinition
 from ..exceptions import JobTimeout, UnknownJob
 from ..failures import safe_traceback
+from ..progress import ProgressReporter
 from ..retry import DEFAULT_RETRY
 from ..rows import ClaimedJob, Outcome
 from ..serialization import DecodeError, load_payload
@@ -81,6 +82,7 @@ def context_for(
         run_id=job.run_id,
         meta=job.meta_dict,
         _cancel_event=cancel_event or threading.Event(),
+        _progress=ProgressReporter(job.id, job.lease_token, job.attempt),
     )
 
 
@@ -124,6 +126,7 @@ def _execute(
     inline: bool,
 ) -> tuple[Outcome, Written | None]:
     context = context or context_for(job, worker_id)
+    context._progress.bind(backend.alias)
     definition, load_error = load_definition(job.name)
     signals.send_started(context, definition)
     attempt = Attempt(job, worker_id)
@@ -143,6 +146,7 @@ def _execute(
             outcome = _left_open(attempt, definition, outcome, written, leaked)
         if written is None:
             outcome = _outage_aware(attempt, outcome, backend.alias)
+            outcome.progress = context._progress.unwritten()  # written with the outcome
     except JobTimeout:
         raise  # the pool's watchdog handles the timeout (and records it)
     except BaseException as exc:  # a bug of ours: the job must still end
@@ -235,7 +239,9 @@ def _run(
     token = set_current(context)
     try:
         if definition.atomic:
-            return _run_atomic(attempt, definition, args, kwargs, backend, recorder, deadline)
+            return _run_atomic(
+                attempt, context, definition, args, kwargs, backend, recorder, deadline
+            )
         try:
             value = _call(definition, args, kwargs, deadline)
         except BaseException as exc:
@@ -247,6 +253,7 @@ def _run(
 
 def _run_atomic(
     attempt: Attempt,
+    context: JobContext,
     definition: JobDefinition[..., Any],
     args: list[Any],
     kwargs: dict[str, Any],
@@ -273,6 +280,7 @@ def _run_atomic(
             outcome = _succeeded(attempt, definition, value)
             if outcome.status != JobStatus.SUCCESSFUL:
                 raise _RollBack(outcome)  # roll the body back with the failure
+            outcome.progress = context._progress.unwritten()  # committed with the success
             written = recorder.write([outcome])
             if job.id not in written.ids:
                 raise LeaseLost
