@@ -63,6 +63,18 @@ async def async_reports(key: str) -> str:
     return "done"
 
 
+@job(max_attempts=1, timeout=1.0)
+def burst_then_hang(count: int) -> None:
+    """Runs into its timeout: the watchdog records it, and the last value with it."""
+    context = current_job()
+    assert context is not None
+    for done in range(1, count + 1):
+        context.set_progress(done, count)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 @job(max_attempts=1, atomic=True)
 def atomic_reports(key: str, count: int) -> str:
     """Inside its own transaction: nothing written until the success commits with it."""

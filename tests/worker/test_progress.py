@@ -90,6 +90,15 @@ def test_an_async_job_reports_without_blocking_its_loop(start_worker):
     assert (handle.progress.done, handle.progress.total) == (4, 4)
 
 
+def test_a_timed_out_job_keeps_its_last_value(start_worker):
+    handle = progress_jobs.burst_then_hang.enqueue(300)
+    worker = start_worker("--burst", "--poll-interval", "0.05")
+    assert worker.wait() == 0, worker.output()
+    job = Job.objects.get(id=handle.id)
+    assert (job.status, job.last_error["outcome"]) == (JobStatus.FAILED, "timeout")
+    assert job.progress["done"] == 300
+
+
 def test_an_atomic_job_writes_its_progress_with_its_success(start_worker):
     handle = progress_jobs.atomic_reports.enqueue("t", 50)
     worker = start_worker("--burst", "--poll-interval", "0.05")
