@@ -128,6 +128,19 @@ def check_progress(done: Any, total: Any, message: Any) -> tuple[Any, Any, str |
     return done, total, message
 
 
+_NEVER = -math.inf
+#: Guards every reporter's state (a few attribute changes per call: never contended long).
+_lock = threading.Lock()
+
+
+def _json(value: dict[str, Any]) -> str:
+    """The stored form: ``at`` (a ``time.time()``) as ISO 8601 text, in UTC."""
+    at = value["at"]
+    if isinstance(at, float):
+        value = {**value, "at": datetime.fromtimestamp(at, UTC).isoformat()}
+    return json.dumps(value, ensure_ascii=False)
+
+
 class ProgressReporter:
     """One attempt's progress: the latest value, what was written, and the writes themselves.
 
@@ -136,6 +149,23 @@ class ProgressReporter:
     calling thread (the job's) and that thread's transaction depth.
     """
 
+    __slots__ = (
+        "_alias",
+        "_clock",
+        "_depth",
+        "_last_write",
+        "_latest",
+        "_lost",
+        "_tasks",
+        "_thread",
+        "_version",
+        "_written",
+        "attempt",
+        "job_id",
+        "lease_token",
+    )
+
+    # Made for every attempt, most of which never report: nothing costly here.
     def __init__(
         self,
         job_id: int | None = None,
@@ -148,23 +178,22 @@ class ProgressReporter:
         self.lease_token = lease_token
         self.attempt = attempt
         self._clock = clock
-        self._lock = threading.Lock()
         self._latest: dict[str, Any] | None = None
         self._version = 0  # bumped by each set
         self._written = 0  # the version last written
-        self._last_write = -math.inf
+        self._last_write = _NEVER
         self._alias: str | None = None
         self._thread: int | None = None
         self._depth = 0
         self._lost = False  # a write matched no row: the attempt's lease is gone
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] | None = None
 
-    def bind(self, alias: str) -> None:
-        from django.db import connections
-
+    def bind(self, alias: str, depth: int = 0) -> None:
+        """Write to ``alias`` from this thread; ``depth``: atomic blocks open before the job
+        (a test's, inline): deeper ones are the job's own transactions."""
         self._alias = alias
         self._thread = threading.get_ident()
-        self._depth = len(connections[alias].atomic_blocks)
+        self._depth = depth
 
     # -- what the job calls --------------------------------------------------
     def set(self, done: float, total: float | None = None, message: str | None = None) -> None:
@@ -176,7 +205,9 @@ class ProgressReporter:
             loop = None
         if loop is not None:  # async code: the job's thread writes, the loop goes on
             task = loop.create_task(self._write_on_job_thread())
-            self._tasks.add(task)
+            if self._tasks is None:
+                self._tasks = set()
+            self._tasks.add(task)  # (a reference, until it is done)
             task.add_done_callback(self._tasks.discard)
         elif threading.get_ident() == self._thread:
             self.write_due()
@@ -190,7 +221,8 @@ class ProgressReporter:
 
     @property
     def latest(self) -> Progress | None:
-        return Progress.from_value(self._latest)
+        latest = self._latest
+        return None if latest is None else Progress.from_value(json.loads(_json(latest)))
 
     # -- writing -------------------------------------------------------------------
     def _store(self, done: Any, total: Any, message: Any) -> bool:
@@ -200,11 +232,11 @@ class ProgressReporter:
             "done": done,
             "total": total,
             "message": message,
-            "at": datetime.now(UTC).isoformat(),
+            "at": time.time(),  # made ISO text when written: a call in a loop stays cheap
             "attempt": self.attempt,
         }
         now = self._clock()
-        with self._lock:
+        with _lock:
             self._latest = value
             self._version += 1
             if self._alias is None or self._lost or now - self._last_write < PROGRESS_INTERVAL:
@@ -225,10 +257,10 @@ class ProgressReporter:
         connection = connections[self._alias]
         if len(connection.atomic_blocks) > self._depth:
             return  # the job's own transaction: written when the attempt ends
-        with self._lock:
+        with _lock:
             if self._latest is None or self._written == self._version or self._lost:
                 return
-            version, text = self._version, json.dumps(self._latest, ensure_ascii=False)
+            version, text = self._version, _json(self._latest)
         try:
             if connection.in_atomic_block:  # the caller's (a test's): keep it usable on failure
                 with transaction.atomic(using=self._alias):
@@ -242,7 +274,7 @@ class ProgressReporter:
                 str(exc).strip()[:200],
             )
             return
-        with self._lock:
+        with _lock:
             if self.job_id in written:
                 self._written = max(self._written, version)
             else:
@@ -262,10 +294,12 @@ class ProgressReporter:
 
     def unwritten(self) -> str | None:
         """The latest value as JSON if it was not written yet (and the lease still holds)."""
-        with self._lock:
-            if self._latest is None or self._written == self._version or self._lost:
+        if self._latest is None:
+            return None  # the common case, every attempt that never reports: no lock
+        with _lock:
+            if self._written == self._version or self._lost:
                 return None
-            return json.dumps(self._latest, ensure_ascii=False)
+            return _json(self._latest)
 
 
 # -- the recorder's flush ------------------------------------------------------------

@@ -126,11 +126,12 @@ def _execute(
     inline: bool,
 ) -> tuple[Outcome, Written | None]:
     context = context or context_for(job, worker_id)
-    context._progress.bind(backend.alias)
     definition, load_error = load_definition(job.name)
     signals.send_started(context, definition)
     attempt = Attempt(job, worker_id)
     outer = transaction_depths() if inline else None
+    # (A worker's thread starts each job with no transaction open: depth 0.)
+    context._progress.bind(backend.alias, (outer or {}).get(backend.alias, 0))
     started = time.monotonic()
     written: Written | None = None
     try:
