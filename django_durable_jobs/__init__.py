@@ -18,6 +18,7 @@ from .exceptions import (
     InvalidJobArguments,
     InvalidJobDefinition,
     InvalidJobOptions,
+    InvalidProgress,
     JobFailed,
     JobNotFinished,
     PayloadTooLarge,
@@ -27,6 +28,7 @@ from .exceptions import (
     UnknownQueue,
 )
 from .handle import JobHandle
+from .progress import Progress
 from .registry import get as get_job
 from .retry import ExponentialBackoff, FixedDelay, RetryPolicy
 from .steps import Done, Next, RunHandle, Steps, step
@@ -44,6 +46,7 @@ __all__ = [
     "InvalidJobArguments",
     "InvalidJobDefinition",
     "InvalidJobOptions",
+    "InvalidProgress",
     "JobContext",
     "JobDefinition",
     "JobFailed",
@@ -52,6 +55,7 @@ __all__ = [
     "JobStatus",
     "Next",
     "PayloadTooLarge",
+    "Progress",
     "Retry",
     "RetryPolicy",
     "RunHandle",

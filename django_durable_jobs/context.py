@@ -11,6 +11,8 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
+from .progress import Progress, ProgressReporter
+
 
 @dataclasses.dataclass(frozen=True)
 class JobContext:
@@ -18,7 +20,8 @@ class JobContext:
 
     ``fire_time`` is the schedule tick a periodic job was enqueued for (not
     "now"). ``cancel_requested`` turns true when an operator asks a running job
-    to stop; a long job should check it and return early.
+    to stop; a long job should check it and return early. ``set_progress()``
+    reports how far it got (see docs/howto/flow-control.md, "Progress").
     """
 
     job_id: int
@@ -31,6 +34,9 @@ class JobContext:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     _cancel_event: threading.Event = dataclasses.field(
         default_factory=threading.Event, repr=False, compare=False
+    )
+    _progress: ProgressReporter = dataclasses.field(
+        default_factory=ProgressReporter, repr=False, compare=False
     )
 
     @property
@@ -49,6 +55,29 @@ class JobContext:
     @property
     def schedule(self) -> str | None:
         return self.meta.get("schedule")
+
+    def set_progress(
+        self, done: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Report ``done`` of ``total`` (None: unknown), with an optional short message.
+
+        Cheap to call in a loop: written at most once a second, the last value
+        always (with the outcome). In async code it never waits for the database;
+        ``await aset_progress()`` does. Raises ``InvalidProgress`` for negative or
+        non-numeric values or ``done > total``; a message past 200 characters is cut.
+        """
+        self._progress.set(done, total, message)
+
+    async def aset_progress(
+        self, done: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """``set_progress()`` for async code, waiting for the write when one is due."""
+        await self._progress.aset(done, total, message)
+
+    @property
+    def progress(self) -> Progress | None:
+        """The progress this attempt set last (None before the first ``set_progress``)."""
+        return self._progress.latest
 
 
 _current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(

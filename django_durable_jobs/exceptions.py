@@ -94,6 +94,10 @@ class Cancel(Exception):
         self.reason = reason
 
 
+class InvalidProgress(DurableJobsError, ValueError):
+    """``set_progress()`` got a value it cannot store (negative, not a number, done > total...)."""
+
+
 class JobTimeout(BaseException):
     """Raised inside a job that ran past its timeout.
 

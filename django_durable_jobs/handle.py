@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .constants import JobStatus
 from .exceptions import DurableJobsError, JobFailed, JobNotFinished
+from .progress import Progress
 from .serialization import decode
 
 if TYPE_CHECKING:
@@ -76,6 +77,11 @@ class JobHandle(Generic[R]):
     def errors(self) -> list[dict[str, Any]]:
         """The attempt history: one entry per attempt that did not succeed."""
         return self.job.errors
+
+    @property
+    def progress(self) -> Progress | None:
+        """What the job last reported with ``set_progress()``, as of the last ``refresh()``."""
+        return Progress.from_value(self.job.progress)
 
     @property
     def is_finished(self) -> bool:

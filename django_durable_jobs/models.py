@@ -121,6 +121,10 @@ class Job(models.Model):
         help_text=_("Scheduler fire time, step and callback details, and other annotations."),
     )
 
+    # What the running job last reported through set_progress() (see progress.py):
+    # {"done", "total", "message", "at", "attempt"}; kept when the job is retried.
+    progress = models.JSONField(_("progress"), null=True, blank=True)
+
     objects = JobQuerySet.as_manager()
 
     class Meta:

@@ -116,6 +116,9 @@ class Outcome:
     started: float | None = None
     #: The attempt's ``JobContext`` (for the signals); None when it never started.
     context: Any = dataclasses.field(default=None, repr=False, compare=False)
+    #: The attempt's latest progress (JSON) not written yet: the recorder writes it,
+    #: fenced, right before this outcome (see ``progress.py``).
+    progress: str | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def is_final(self) -> bool:

@@ -61,6 +61,7 @@ from .definitions import DEFAULT, JobDefinition
 from .enqueue import _open_transaction_elsewhere, enqueue_prepared
 from .exceptions import DurableJobsError, InvalidJobArguments
 from .models import Job
+from .progress import Progress
 from .retry import as_policy
 from .serialization import decode
 from .validation import check_max_attempts, check_queue, check_timeout
@@ -90,6 +91,25 @@ _tasks: dict[str, Any] = {}
 #: Job name -> the (alias, OPTIONS) its registered definition was made with. Backends are
 #: per thread (Django's handler), so equal options, not the same instance, mean "up to date".
 _owners: dict[str, Any] = {}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)  # slots, like Django's
+class DurableTaskResult(TaskResult):  # type: ignore[type-arg,misc,unused-ignore]
+    """Django's ``TaskResult``, plus ``progress``: what the task last reported with
+    ``current_job().set_progress()`` (a ``Progress``, or None). Everything else is Django's."""
+
+    progress: Progress | None = None
+
+    def refresh(self) -> None:
+        self._copy(self.task.get_backend().get_result(self.id))
+
+    async def arefresh(self) -> None:
+        self._copy(await self.task.get_backend().aget_result(self.id))
+
+    def _copy(self, fresh: Any) -> None:
+        for field in dataclasses.fields(fresh):
+            if field.name not in ("task", "id", "backend"):
+                object.__setattr__(self, field.name, getattr(fresh, field.name))
 
 
 def _not_bool(value: Any) -> bool:
@@ -181,7 +201,7 @@ class DurableJobsBackend(BaseTaskBackend):
         prepared = definition.prepare(*args, **kwargs)
         deferred_on = _open_transaction_elsewhere(app_settings.DATABASE)
         (handle,) = enqueue_prepared([prepared])
-        result: TaskResult[Any, Any] = TaskResult(
+        result: TaskResult[Any, Any] = DurableTaskResult(
             task=task,
             id="",
             status=TaskResultStatus.READY,
@@ -300,7 +320,7 @@ def to_task_result(row: Job, task: Any, backend_alias: str) -> Any:
     last_worker = str(row.worker_id) if row.worker_id else ""
     worker_ids = [workers.get(n) or last_worker for n in range(1, row.attempts + 1)]
     first_start = _parse(entries[0].get("started_at")) if entries else None
-    result: TaskResult[Any, Any] = TaskResult(
+    result: TaskResult[Any, Any] = DurableTaskResult(
         task=task,
         id=str(row.id),
         status=STATUS_MAP[row.status],
@@ -313,6 +333,7 @@ def to_task_result(row: Job, task: Any, backend_alias: str) -> Any:
         backend=backend_alias,
         errors=errors,
         worker_ids=worker_ids,
+        progress=Progress.from_value(row.progress),
     )
     if row.status == JobStatus.SUCCESSFUL:
         object.__setattr__(result, "_return_value", decode(row.result))
@@ -379,4 +400,4 @@ def _send_task_finished(sender: Any, context: Any, **kwargs: Any) -> None:
     )
 
 
-__all__ = ["STATUS_MAP", "DurableJobsBackend", "to_task_result"]
+__all__ = ["STATUS_MAP", "DurableJobsBackend", "DurableTaskResult", "to_task_result"]

@@ -1,4 +1,4 @@
-"""The dashboard: queues (counts, backlog age, pause/resume), throughput, workers."""
+"""The dashboard: queues (counts, backlog age, pause/resume), throughput, workers, running jobs."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from ..cli.common import format_age
 from ..conf import app_settings
 from ..constants import JobStatus
 from ..db import get_backend
+from ..models import Job
 from .charts import throughput_svg
 from .pages import AdminPage
+from .rendering import progress_bar, when
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from .jobs import JobAdmin
 
 REFRESH_CHOICES = (0, 5, 15, 60)
+#: Running jobs listed on the dashboard (oldest first); the jobs list has them all.
+RUNNING_SHOWN = 20
 
 
 def jobs_database(model_admin: ModelAdmin) -> str:
@@ -141,8 +145,35 @@ class DashboardPage(AdminPage):
                 "refresh": refresh,
                 "refresh_choices": REFRESH_CHOICES,
                 "now": now,
+                "running_jobs": _running_jobs(model_admin, request, alias),
+                "running_url": link(status=JobStatus.RUNNING),
             },
         )
+
+
+def _running_jobs(
+    model_admin: ModelAdmin, request: HttpRequest, alias: str
+) -> list[dict[str, Any]]:
+    """The first ``RUNNING_SHOWN`` running jobs, with their progress bars (a small,
+    indexed read: RUNNING rows are one per busy worker thread)."""
+    with_message = request.user.has_perm("django_durable_jobs.view_job_payload")
+    jobs = (
+        Job.objects.using(alias)
+        .filter(status=JobStatus.RUNNING)
+        .only("id", "name", "queue", "started_at", "attempts", "max_attempts", "progress")
+        .order_by("id")[:RUNNING_SHOWN]
+    )
+    return [
+        {
+            "job": job,
+            "url": reverse(
+                f"{model_admin.admin_site.name}:django_durable_jobs_job_change", args=[job.id]
+            ),
+            "started": when(job.started_at),
+            "progress": progress_bar(job.progress, with_message=with_message),
+        }
+        for job in jobs
+    ]
 
 
 def _refresh(request: HttpRequest) -> int:

@@ -29,6 +29,7 @@ from .rendering import (
     outcome_badge,
     parse_when,
     pretty_json,
+    progress_bar,
     size_label,
     status_badge,
     when,
@@ -173,6 +174,7 @@ def detail_view(model_admin: JobAdmin, request: HttpRequest, object_id: str) -> 
     context.update(
         job=job,
         status=status_badge(job.status),
+        progress=_progress(job, can_see),
         facts=_facts(job),
         can_see_payload=can_see,
         payload=_payload_sections(job, full, raw_url) if can_see else [],
@@ -211,6 +213,20 @@ def _available_actions(
             }
         )
     return actions
+
+
+def _progress(job: Job, can_see: bool) -> dict[str, Any] | None:
+    """The bar, when the progress was reported, and by which attempt if not the latest."""
+    from ..progress import Progress
+
+    progress = Progress.from_value(job.progress)
+    if progress is None:
+        return None
+    return {
+        "bar": progress_bar(job.progress, with_message=can_see),
+        "at": when(progress.at),
+        "attempt": progress.attempt if progress.attempt != job.attempts else None,
+    }
 
 
 def _facts(job: Job) -> list[tuple[Any, Any]]:

@@ -31,7 +31,7 @@ from .detail import detail_urls, detail_view
 from .filters import NameFilter, PeriodFilter, QueueFilter, StatusFilter
 from .pages import nav_tabs, pages
 from .paging import JobPaginator
-from .rendering import dotted, status_badge, when
+from .rendering import dotted, progress_bar, status_badge, when
 
 PAYLOAD_FIELDS = ("args", "kwargs", "result", "errors", "meta")
 
@@ -147,6 +147,14 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("status"), ordering=None)
     def status_badge(self, obj: Job) -> str:
+        """The status, its attempts and, when the job reported any, its progress bar (in
+        this column, not one of its own: the list must fit 1280 px)."""
+        shown = self._status(obj)
+        if obj.progress is None:
+            return shown
+        return format_html("{}{}", shown, progress_bar(obj.progress, compact=True))
+
+    def _status(self, obj: Job) -> str:
         attempts = f"{obj.attempts}/{obj.max_attempts}"
         if obj.status == JobStatus.READY and obj.attempts:
             # READY after failed attempts: say so, and when it runs again.

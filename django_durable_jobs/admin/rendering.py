@@ -153,3 +153,53 @@ def worker_label(value: Any) -> str:
 def dotted(name: str) -> SafeString:
     """A dotted name (``shop.jobs.send``) free to wrap after each dot, escaped."""
     return format_html_join(mark_safe(".<wbr>"), "{}", ((part,) for part in name.split(".")))
+
+
+def progress_bar(value: Any, *, with_message: bool = True, compact: bool = False) -> SafeString:
+    """A job's progress as a ``<progress>`` bar and "done / total (n%)", escaped; "" if none.
+
+    No total: an indeterminate bar and the count. ``with_message``: the job's
+    message too (it may hold data: shown with the payload permission only).
+    ``compact``: the bar and the percentage only, on a line of its own (the job list).
+    """
+    from ..progress import Progress
+
+    progress = Progress.from_value(value)
+    if progress is None:
+        return mark_safe("")  # (a constant: nothing of the job in it)
+    done = _number(progress.done)
+    if progress.total is None:
+        bar = format_html('<progress class="ddj-progress" title="{}"></progress>', done)
+        label = short = done
+    else:
+        empty = progress.total == 0  # 0 of 0: nothing to do, so complete
+        label = f"{done} / {_number(progress.total)} ({progress.percent}%)"
+        short = f"{progress.percent}%"
+        bar = format_html(
+            '<progress class="ddj-progress" max="{}" value="{}" title="{}">{}</progress>',
+            1 if empty else progress.total,
+            1 if empty else progress.done,
+            label,
+            short,
+        )
+    if compact:
+        return format_html(
+            '<span class="ddj-progress-line">{} <span class="ddj-progress-label">{}</span></span>',
+            bar,
+            short,
+        )
+    message = progress.message if with_message and progress.message else ""
+    return format_html(
+        '<span class="ddj-progress-cell">{} <span class="ddj-progress-label">{}{}{}</span></span>',
+        bar,
+        label,
+        " · " if message else "",
+        message,
+    )
+
+
+def _number(value: float) -> str:
+    """``1,234`` for whole numbers, ``12.5`` otherwise."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.6g}"

@@ -245,6 +245,14 @@ class Backend:
     def _row_to_claimed(row: tuple[Any, ...]) -> ClaimedJob:
         return ClaimedJob(*row)
 
+    # -- progress ------------------------------------------------------------
+    def write_progress(self, rows: list[tuple[int, int, str]]) -> set[int]:
+        """Set ``progress`` (JSON text) of these jobs ``(id, lease_token, json)``; the ids written.
+
+        Fenced like an outcome: only a RUNNING job whose token still holds.
+        """
+        raise NotImplementedError
+
 
 # The conditions of models.FINISHED and models.READY, the partial indexes' own.
 _FINISHED_CONDITION = "status IN ({})".format(", ".join(f"'{s}'" for s in FINISHED_STATUSES))

@@ -589,3 +589,19 @@ class PostgreSQLBackend(Backend):
         conn = psycopg.connect(**params, autocommit=True)
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return conn
+
+    # -- progress (see progress.py) ------------------------------------------------
+    def write_progress(self, rows: list[tuple[int, int, str]]) -> set[int]:
+        if not rows:
+            return set()
+        ids, tokens, values = (list(column) for column in zip(*rows, strict=True))
+        return {row[0] for row in self._run(_PROGRESS_SQL, [ids, tokens, values])}
+
+
+# A job's progress, fenced by its lease token like every write about a running job.
+_PROGRESS_SQL = f"""
+UPDATE {JOB_TABLE} AS j SET progress = v.progress::jsonb
+FROM unnest(%b::bigint[], %b::bigint[], %b::text[]) AS v(id, token, progress)
+WHERE j.id = v.id AND j.lease_token = v.token AND j.status = 'RUNNING'
+RETURNING j.id
+"""

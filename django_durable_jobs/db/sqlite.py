@@ -495,3 +495,22 @@ class SQLiteBackend(Backend):
 
     def db_now(self) -> datetime:
         return timezone.now()
+
+    # -- progress (see progress.py) ------------------------------------------------
+    def write_progress(self, rows: list[tuple[int, int, str]]) -> set[int]:
+        written: set[int] = set()
+        if not rows:
+            return written
+        with self._write_transaction() as cursor:
+            for job_id, token, value in rows:
+                cursor.execute(_PROGRESS_SQL, [value, job_id, token])
+                if cursor.rowcount:
+                    written.add(job_id)
+        return written
+
+
+# A job's progress, fenced by its lease token like every write about a running job.
+_PROGRESS_SQL = f"""
+UPDATE {JOB_TABLE} SET progress = json(%s)
+WHERE id = %s AND lease_token = %s AND status = 'RUNNING'
+"""

@@ -38,6 +38,7 @@ from ..db import Backend
 from ..definitions import JobDefinition
 from ..exceptions import JobTimeout, UnknownJob
 from ..failures import safe_traceback
+from ..progress import ProgressReporter
 from ..retry import DEFAULT_RETRY
 from ..rows import ClaimedJob, Outcome
 from ..serialization import DecodeError, load_payload
@@ -84,6 +85,7 @@ def context_for(
         run_id=job.run_id,
         meta=job.meta_dict,
         _cancel_event=cancel_event or threading.Event(),
+        _progress=ProgressReporter(job.id, job.lease_token, job.attempt),
     )
 
 
@@ -131,6 +133,8 @@ def _execute(
     signals.send_started(context, definition)
     attempt = Attempt(job, worker_id)
     outer = transaction_depths() if inline else None
+    # (A worker's thread starts each job with no transaction open: depth 0.)
+    context._progress.bind(backend.alias, (outer or {}).get(backend.alias, 0))
     started = time.monotonic()
     written: Written | None = None
     try:
@@ -146,6 +150,7 @@ def _execute(
             outcome = _left_open(attempt, definition, outcome, written, leaked)
         if written is None:
             outcome = _outage_aware(attempt, outcome, backend.alias)
+            outcome.progress = context._progress.unwritten()  # written with the outcome
     except JobTimeout:
         raise  # the pool's watchdog handles the timeout (and records it)
     except BaseException as exc:  # a bug of ours: the job must still end
@@ -308,6 +313,7 @@ def _run_atomic(
             outcome = _succeeded(attempt, definition, value)
             if outcome.status != JobStatus.SUCCESSFUL:
                 raise _RollBack(outcome)  # roll the body back with the failure
+            outcome.progress = context._progress.unwritten()  # committed with the success
             written = recorder.write([outcome])
             if job.id not in written.ids:
                 raise LeaseLost

@@ -3,7 +3,8 @@
 Every ending goes through ``Recorder``, whoever ran the job (a worker's pool
 or watchdog, immediate mode, ``testing.run_pending_jobs()``):
 
-1. the outcome's follow-ups are worked out (``outcomes.with_what_follows``);
+1. the outcome's follow-ups are worked out (``outcomes.with_what_follows``), and
+   the attempt's last progress not written yet is written (fenced) first;
 2. in one transaction: the fenced update of each job row (only if its lease
    token still holds), the follow-up jobs of the rows written (the next step,
    chained jobs) and the release of their group callbacks;
@@ -26,7 +27,7 @@ from collections import Counter
 
 from django.db import DatabaseError, connections, transaction
 
-from .. import signals, tracing
+from .. import progress, signals, tracing
 from ..connections import (
     Backoff,
     close_connection,
@@ -84,6 +85,7 @@ class Recorder:
         return self._write(outcomes)
 
     def _write(self, outcomes: list[Outcome]) -> Written:
+        progress.flush(self.backend, outcomes)  # the attempts' last progress, fenced, first
         if not any(outcome.follow_ups or outcome.releases for outcome in outcomes):
             return Written(self.backend.record(outcomes))
         from ..enqueue import insert_now  # enqueue imports definitions, which import us

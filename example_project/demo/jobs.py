@@ -43,9 +43,13 @@ def sync_with_flaky_partner(order_ref: str) -> str:
 
 @job(queue="reports", timeout=120)
 def build_slow_report(seconds: float = 8.0) -> dict:
-    """Takes a while: stop the worker (Ctrl-C) during it to see a graceful shutdown."""
+    """Takes a while: watch its progress bar in the admin, or stop the worker (Ctrl-C)
+    during it to see a graceful shutdown."""
     started = time.monotonic()
-    time.sleep(seconds)
+    steps = max(1, round(seconds * 4))
+    for step in range(1, steps + 1):
+        time.sleep(seconds / steps)
+        current_job().set_progress(step, steps, f"section {step} of {steps}")
     return {"rows": random.randint(100, 1000), "took_seconds": round(time.monotonic() - started, 2)}
 
 
