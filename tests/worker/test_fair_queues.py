@@ -131,17 +131,24 @@ def test_shares_stay_within_the_documented_bound_for_any_round_size(weights):
     claimer = FairClaimer(weights)
     total, count = sum(weights.values()), len(weights)
     given = dict.fromkeys(weights, 0)
-    n = 0
+    picks: list[str] = []
     rounds = random.Random(19)
     for _ in range(3000):
         claimed, failure = claimer.claim(always, rounds.choice([1, 1, 2, 3, 8, 64]))
         assert failure is None
         for queue in claimed:
             given[queue] += 1
-            n += 1
+            picks.append(queue)
             for name, weight in weights.items():
-                exact = n * weight / total
+                exact = len(picks) * weight / total
                 assert exact - count * weight / total <= given[name] <= exact + 1
+    # Over any stretch, not only from the start: within Q + 1 jobs of the exact share.
+    for start in range(0, len(picks), 997):
+        seen = dict.fromkeys(weights, 0)
+        for n, queue in enumerate(picks[start : start + 3000], 1):
+            seen[queue] += 1
+            for name, weight in weights.items():
+                assert abs(seen[name] - n * weight / total) <= count + 1
 
 
 def test_rounds_of_one_slot_are_fair_too():
