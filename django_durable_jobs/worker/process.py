@@ -114,8 +114,12 @@ class Worker:
         self._queue_label = selection.describe()
         self.fair = FairClaimer(selection.weights) if selection.weights and selection.fair else None
         self.concurrency = concurrency or settings.CONCURRENCY
+        # The default cap on claiming ahead is per claim statement: a weighted worker makes
+        # one per queue (at 32 per thread overall, a:1,b:1 drained no-op jobs 16 % slower
+        # than a,b on PostgreSQL; per queue, 4 %).
+        per_claim = len(self.queues or ()) if self.fair else 1
         self.prefetch = (
-            PREFETCH_PER_THREAD * self.concurrency
+            PREFETCH_PER_THREAD * self.concurrency * per_claim
             if settings.PREFETCH is None
             else settings.PREFETCH
         )

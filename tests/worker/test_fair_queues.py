@@ -207,6 +207,14 @@ def test_the_forms_of_the_option():
     assert not parse_queues("emails:3").fair  # one queue: the plain claim
 
 
+def test_a_weighted_worker_may_claim_ahead_per_queue(settings):
+    options = {"install_signal_handlers": False, "scheduler": False, "concurrency": 2}
+    assert Worker(queues=["a", "b"], **options).prefetch == 64
+    assert Worker(queues=["a:1", "b:1", "c:1"], **options).prefetch == 3 * 64
+    settings.DURABLE_JOBS = {**settings.DURABLE_JOBS, "PREFETCH": 10}
+    assert Worker(queues=["a:1", "b:1", "c:1"], **options).prefetch == 10
+
+
 @pytest.mark.parametrize(
     ("queues", "message"),
     [
