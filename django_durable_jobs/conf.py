@@ -34,7 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "CONCURRENCY": 8,
     # Most jobs claimed ahead of free threads. The worker claims ahead only as
     # many as its threads finish during one claim round trip: deep batches for
-    # fast jobs, none for slow ones (None: 32 x CONCURRENCY; 0: never ahead). A
+    # fast jobs, none for slow ones (None: 32 x CONCURRENCY, per queue for a
+    # worker with queue weights, which claims per queue; 0: never ahead). A
     # worker that is killed (not stopped) gives these back only when their
     # lease expires (uncounted: they never started).
     "PREFETCH": None,

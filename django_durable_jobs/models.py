@@ -237,6 +237,18 @@ class Worker(models.Model):
     def __str__(self) -> str:
         return f"{self.hostname}:{self.pid}"
 
+    @property
+    def queue_weights(self) -> dict[str, int]:
+        """The weights of ``runworker --queues emails:3,reports:1``; empty: unweighted."""
+        weights = (self.meta or {}).get("queue_weights")
+        return weights if isinstance(weights, dict) else {}
+
+    @property
+    def queue_labels(self) -> list[str]:
+        """The queues as ``--queues`` took them (``emails:3`` when weighted); empty: all."""
+        weights = self.queue_weights
+        return [f"{name}:{weights[name]}" if name in weights else name for name in self.queues]
+
 
 class QueueState(models.Model):
     """Operator-controlled state of a queue; a queue with no row is active."""

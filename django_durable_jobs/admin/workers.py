@@ -41,7 +41,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("queues"))
     def queues_display(self, obj: Worker) -> str:
-        return ", ".join(obj.queues) or str(_("all"))
+        return ", ".join(obj.queue_labels) or str(_("all"))
 
     @admin.display(description=_("started at"), ordering="started_at")
     def started(self, obj: Worker) -> str:

@@ -64,7 +64,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
                     (
                         worker.worker.hostname,
                         worker.worker.pid,
-                        ",".join(worker.worker.queues) or "all",
+                        ",".join(worker.worker.queue_labels) or "all",
                         worker.worker.concurrency,
                         worker.running,
                         f"{format_age(worker.heartbeat_age)} ago",

@@ -103,6 +103,7 @@ class WorkerStats:
             "hostname": w.hostname,
             "pid": w.pid,
             "queues": w.queues,
+            "queue_weights": w.queue_weights or None,
             "concurrency": w.concurrency,
             "started_at": w.started_at.isoformat(),
             "heartbeat_at": w.heartbeat_at.isoformat(),

@@ -17,8 +17,8 @@ from django_durable_jobs.db import get_backend
 from django_durable_jobs.logutil import JobContextFilter, JsonLogFormatter
 from django_durable_jobs.periodic import PeriodicConfigError
 from django_durable_jobs.scheduler import Scheduler
-from django_durable_jobs.validation import check_queue
 from django_durable_jobs.worker import Worker
+from django_durable_jobs.worker.fairness import QueueSelection, parse_queues
 from django_durable_jobs.worker.supervisor import Supervisor
 
 
@@ -70,7 +70,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--queues",
             default="",
-            help="Comma-separated queues to take jobs from (default: all queues).",
+            metavar="QUEUE[:WEIGHT],...",
+            help="Comma-separated queues to take jobs from (default: all queues), by priority "
+            "then age across them. With weights (emails:3,reports:1; a queue without one has "
+            "weight 1), each claim is shared among the queues by weight, so a busy queue "
+            "cannot starve another.",
         )
         parser.add_argument(
             "--concurrency",
@@ -152,12 +156,10 @@ class Command(BaseCommand):
         parser.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        queues = [name.strip() for name in options["queues"].split(",") if name.strip()]
-        for name in queues:
-            try:
-                check_queue(name)
-            except ValueError as exc:
-                raise CommandError(str(exc)) from exc
+        try:
+            queues = parse_queues(options["queues"])
+        except ValueError as exc:
+            raise CommandError(f"--queues {options['queues']}: {exc}") from exc
         self._configure_logging(options["log_level"], options["log_format"])
         if options["reload"]:
             if options["processes"]:
@@ -175,12 +177,16 @@ class Command(BaseCommand):
             sys.exit(code)
 
     def _worker(
-        self, queues: list[str], options: dict[str, Any], *, install_signal_handlers: bool = True
+        self,
+        queues: QueueSelection,
+        options: dict[str, Any],
+        *,
+        install_signal_handlers: bool = True,
     ) -> Worker:
         supervised = options["supervisor_pid"] is not None
         try:
             return Worker(
-                queues=queues or None,
+                queues=queues.weights or queues.names,
                 concurrency=options["concurrency"],
                 burst=options["burst"],
                 max_jobs=options["max_jobs"],
