@@ -77,6 +77,7 @@ class Progress:
         done, total = value.get("done"), value.get("total")
         if not _is_number(done) or not (total is None or _is_number(total)):
             return None
+        assert done is not None  # a number, as checked above
         message, attempt = value.get("message"), value.get("attempt")
         at = value.get("at")
         try:

@@ -100,7 +100,9 @@ def parse_queues(queues: QueuesArgument) -> QueueSelection:
     if isinstance(queues, str):
         queues = [token.strip() for token in queues.split(",") if token.strip()]
     if isinstance(queues, Mapping):
-        pairs = [(check_queue(name), _weight(weight, name)) for name, weight in queues.items()]
+        pairs: list[tuple[str, int | None]] = [
+            (check_queue(name), _weight(weight, name)) for name, weight in queues.items()
+        ]
         weighted = True
     else:
         pairs = []
@@ -205,9 +207,9 @@ class FairClaimer:
                         self.passes[later] -= asked[later] * self.stride[later]
                     break
             for queue in sequence:
-                jobs = got.get(queue)
-                if jobs:
-                    claimed.append(jobs.popleft())
+                pending = got.get(queue)
+                if pending:
+                    claimed.append(pending.popleft())
             among = [queue for queue in among if queue not in short]
         self.idle = short
         return claimed, failure
