@@ -150,10 +150,20 @@ def _forget_gates(*, setting: str, **kwargs: Any) -> None:
 
 def rate_limits_declared() -> bool:
     """Whether any registered job or any queue of the settings has a rate limit."""
+    return any(gate.rate is not None for gate in queue_gates()) or job_rate_limits_declared()
+
+
+def job_rate_limits_declared() -> bool:
+    """Whether any job definition of this process has a rate limit.
+
+    Decides whether the claim enforces job rate limits at all: a process whose
+    code declares none (the common case) keeps the plain claim. A job row can
+    carry a limit only if some code declared it; during the deploy that adds a
+    project's first rate limit, workers still on the old code run those jobs
+    without it until they restart.
+    """
     from .registry import all_definitions
 
-    if any(gate.rate is not None for gate in queue_gates()):
-        return True
     return any(definition.rate_limit for definition in all_definitions().values())
 
 

@@ -10,6 +10,7 @@ import json
 import sys
 import uuid
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -17,7 +18,7 @@ import psycopg
 from ..conf import app_settings
 from ..constants import NOTIFY_CHANNEL, STATUS_BITS, JobStatus
 from ..meta import ORPHANED
-from ..rates import QUEUE_KEY_PREFIX
+from ..rates import QUEUE_KEY_PREFIX, job_rate_limits_declared
 from .base import (
     CLAIM_COLUMNS,
     FAILURES_TABLE,
@@ -125,57 +126,70 @@ _RETURNING = ", ".join(f"j.{column}" for column in CLAIM_COLUMNS)
 # so blocked jobs take no slot. Within one claim, the jobs of each gate are
 # ranked so that no more than its room start. Ungated jobs never call them.
 # Each start of a rate-limited job is logged in the same statement (``started``).
+#
+# The rate-limit and queue-limit parts are added only where the process declares
+# such limits (see ``_claim_statement``): without them the statement is the plain
+# per-key one, so jobs without limits pay nothing for the feature.
 _CLAIM_SQL = f"""
 WITH {{gates}}candidates AS (
-    SELECT r.id, r.queue, r.priority, r.run_at, r.concurrency_key, r.rate_key{{gate_column}},
+    SELECT r.id, r.queue, r.priority, r.run_at, r.concurrency_key{{rate_column}}{{gate_column}},
            CASE WHEN r.concurrency_key IS NULL THEN NULL
-                ELSE ddj_concurrency_slots(r.concurrency_key, r.concurrency_limit) END AS slots,
-           CASE WHEN r.rate_key IS NULL THEN NULL
-                ELSE ddj_rate_permits(r.rate_key, r.rate_limit) END AS permits
+                ELSE ddj_concurrency_slots(r.concurrency_key, r.concurrency_limit) END AS slots
     FROM {JOB_TABLE} AS r{{gate_join}}
     WHERE r.status = 'READY' AND r.waiting_for = 0 AND r.run_at <= now()
       AND (r.expires_at IS NULL OR r.expires_at > now())
       {{queue_filter}}
       AND NOT EXISTS (SELECT 1 FROM {QUEUE_TABLE} AS q WHERE q.name = r.queue AND q.paused)
       AND CASE WHEN r.concurrency_key IS NULL THEN true
-               ELSE ddj_concurrency_slots(r.concurrency_key, r.concurrency_limit) > 0 END
-      AND CASE WHEN r.rate_key IS NULL THEN true
-               ELSE ddj_rate_permits(r.rate_key, r.rate_limit) > 0 END{{gate_filter}}
+               ELSE ddj_concurrency_slots(r.concurrency_key, r.concurrency_limit) > 0 END\
+{{rate_filter}}{{gate_filter}}
     ORDER BY r.priority DESC, r.run_at, r.id
     LIMIT %s
     FOR UPDATE OF r SKIP LOCKED
 ), allowed AS (
     SELECT ranked.id FROM (
-        SELECT c.id, c.concurrency_key, c.slots, c.rate_key, c.permits{{gate_rank}},
+        SELECT c.id, c.concurrency_key, c.slots{{rate_rank}}{{gate_rank}},
                row_number() OVER (PARTITION BY c.concurrency_key
-                                  ORDER BY c.priority DESC, c.run_at, c.id) AS n,
-               row_number() OVER (PARTITION BY c.rate_key
-                                  ORDER BY c.priority DESC, c.run_at, c.id) AS rn
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS n
         FROM candidates AS c
     ) AS ranked
-    WHERE (ranked.concurrency_key IS NULL OR ranked.n <= ranked.slots)
-      AND (ranked.rate_key IS NULL OR ranked.rn <= ranked.permits){{gate_allowed}}
-), claimed AS (
-    UPDATE {JOB_TABLE} AS j SET
-        status = 'RUNNING',
-        attempts = j.attempts + 1,
-        started_at = NULL,
-        finished_at = NULL,
-        worker_id = %s,
-        lease_token = j.lease_token + 1,
-        lease_expires_at = now() + %s * interval '1 second',
-        unique_key = CASE WHEN j.unique_states & {STATUS_BITS[JobStatus.RUNNING]} = 0
-                          THEN NULL ELSE j.unique_key END
-    FROM allowed AS c
-    WHERE j.id = c.id
-    RETURNING {_RETURNING}, j.rate_key, j.rate_period
+    WHERE (ranked.concurrency_key IS NULL OR ranked.n <= ranked.slots){{rate_allowed}}\
+{{gate_allowed}}
+){{update}}"""
+_UPDATE = f"""
+UPDATE {JOB_TABLE} AS j SET
+    status = 'RUNNING',
+    attempts = j.attempts + 1,
+    started_at = NULL,
+    finished_at = NULL,
+    worker_id = %s,
+    lease_token = j.lease_token + 1,
+    lease_expires_at = now() + %s * interval '1 second',
+    unique_key = CASE WHEN j.unique_states & {STATUS_BITS[JobStatus.RUNNING]} = 0
+                      THEN NULL ELSE j.unique_key END
+FROM allowed AS c
+WHERE j.id = c.id
+RETURNING {_RETURNING}"""
+# With rate limits: the update as a CTE, and the starts it made logged.
+_UPDATE_AND_LOG = f""", claimed AS ({_UPDATE}, j.rate_key, j.rate_period
 ), started AS (
     INSERT INTO {RATE_TABLE} (key, at, until)
     SELECT c.rate_key, now(), now() + c.rate_period * interval '1 second'
     FROM claimed AS c WHERE c.rate_key IS NOT NULL{{gate_starts}}
 )
-SELECT {", ".join(CLAIM_COLUMNS)} FROM claimed
-"""
+SELECT {", ".join(CLAIM_COLUMNS)} FROM claimed"""
+_RATED = {
+    "rate_column": """, r.rate_key,
+           CASE WHEN r.rate_key IS NULL THEN NULL
+                ELSE ddj_rate_permits(r.rate_key, r.rate_limit) END AS permits""",
+    "rate_filter": """
+      AND CASE WHEN r.rate_key IS NULL THEN true
+               ELSE ddj_rate_permits(r.rate_key, r.rate_limit) > 0 END""",
+    "rate_rank": """, c.rate_key, c.permits,
+               row_number() OVER (PARTITION BY c.rate_key
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS rn""",
+    "rate_allowed": "\n      AND (ranked.rate_key IS NULL OR ranked.rn <= ranked.permits)",
+}
 # Queue gates (DURABLE_JOBS["QUEUES"] limits), one row per limited queue, passed
 # by the worker: evaluated once per claim (a CTE with volatile functions is
 # never inlined), each under its queue's lock.
@@ -198,21 +212,33 @@ _GATED = {
                row_number() OVER (PARTITION BY c.queue
                                   ORDER BY c.priority DESC, c.run_at, c.id) AS qn""",
     "gate_allowed": "\n      AND (ranked.queue_free IS NULL OR ranked.qn <= ranked.queue_free)",
-    "gate_starts": f"""
+}
+_GATE_STARTS = f"""
     UNION ALL
     SELECT '{QUEUE_KEY_PREFIX}' || c.queue, now(), now() + g.period * interval '1 second'
-    FROM claimed AS c JOIN gates AS g ON g.queue = c.queue WHERE g.rated""",
-}
-_UNGATED = dict.fromkeys(_GATED, "")
+    FROM claimed AS c JOIN gates AS g ON g.queue = c.queue WHERE g.rated"""
 _QUEUE_FILTER = "AND r.queue = ANY(%s::text[])"
-#: (gated, filtered by queue) -> statement
-_CLAIM = {
-    (gated, filtered): _CLAIM_SQL.format(
-        queue_filter=_QUEUE_FILTER if filtered else "", **(_GATED if gated else _UNGATED)
+
+
+@lru_cache(maxsize=32)
+def _claim_statement(*, filtered: bool, gated: bool, gates_rated: bool, rated: bool) -> str:
+    """The claim for this worker: its queue filter, and only the gates its settings and
+    job definitions declare (``rated``: some job has a rate limit; ``gated``: some
+    claimed queue has a limit, ``gates_rated``: a rate limit among them)."""
+    parts = dict.fromkeys([*_RATED, *_GATED], "")
+    if rated:
+        parts.update(_RATED)
+    if gated:
+        parts.update(_GATED)
+    logged = rated or gates_rated
+    update = _UPDATE_AND_LOG.format(gate_starts=_GATE_STARTS if gates_rated else "")
+    return _CLAIM_SQL.format(
+        queue_filter=_QUEUE_FILTER if filtered else "",
+        update=update if logged else _UPDATE,
+        **parts,
     )
-    for gated in (False, True)
-    for filtered in (False, True)
-}
+
+
 _NEXT_PERMIT_SQL = (
     f"SELECT EXTRACT(EPOCH FROM (min(until) - now())) FROM {RATE_TABLE} WHERE until > now()"
 )
@@ -496,7 +522,12 @@ class PostgreSQLBackend(Backend):
         if queues:
             params.append(list(queues))
         params += [limit, worker_id, lease_seconds]
-        sql = _CLAIM[bool(gates), bool(queues)]
+        sql = _claim_statement(
+            filtered=bool(queues),
+            gated=bool(gates),
+            gates_rated=any(gate.rate for gate in gates),
+            rated=job_rate_limits_declared(),
+        )
         jobs = [ClaimedJob(*row) for row in self._run(sql, params)]
         jobs.sort(key=lambda job: (-job.priority, job.id))
         return jobs

@@ -24,7 +24,7 @@ from django.utils.dateparse import parse_datetime
 
 from ..constants import STATUS_BITS, JobStatus
 from ..meta import ORPHANED
-from ..rates import QUEUE_KEY_PREFIX, QueueGate
+from ..rates import QUEUE_KEY_PREFIX, QueueGate, job_rate_limits_declared
 from .base import (
     CLAIM_COLUMNS,
     FAILURES_TABLE,
@@ -59,29 +59,26 @@ _STARTS_OF_KEY = (
 )
 _CLAIM_SQL = f"""
 WITH {{gates}}candidates AS (
-    SELECT r.id, r.queue, r.priority, r.run_at, r.concurrency_key, r.rate_key{{gate_column}},
-           r.concurrency_limit - {_RUNNING_WITH_KEY} AS slots,
-           r.rate_limit - {_STARTS_OF_KEY} AS permits
+    SELECT r.id, r.queue, r.priority, r.run_at, r.concurrency_key{{rate_column}}{{gate_column}},
+           r.concurrency_limit - {_RUNNING_WITH_KEY} AS slots
     FROM {JOB_TABLE} AS r{{gate_join}}
     WHERE r.status = 'READY' AND r.waiting_for = 0 AND r.run_at <= %s
       AND (r.expires_at IS NULL OR r.expires_at > %s)
       {{queue_filter}}
       AND NOT EXISTS (SELECT 1 FROM {QUEUE_TABLE} AS q WHERE q.name = r.queue AND q.paused)
-      AND (r.concurrency_key IS NULL OR {_RUNNING_WITH_KEY} < r.concurrency_limit)
-      AND (r.rate_key IS NULL OR {_STARTS_OF_KEY} < r.rate_limit){{gate_filter}}
+      AND (r.concurrency_key IS NULL OR {_RUNNING_WITH_KEY} < r.concurrency_limit)\
+{{rate_filter}}{{gate_filter}}
     ORDER BY r.priority DESC, r.run_at, r.id
     LIMIT %s
 ), allowed AS (
     SELECT ranked.id FROM (
-        SELECT c.id, c.concurrency_key, c.slots, c.rate_key, c.permits{{gate_rank}},
+        SELECT c.id, c.concurrency_key, c.slots{{rate_rank}}{{gate_rank}},
                row_number() OVER (PARTITION BY c.concurrency_key
-                                  ORDER BY c.priority DESC, c.run_at, c.id) AS n,
-               row_number() OVER (PARTITION BY c.rate_key
-                                  ORDER BY c.priority DESC, c.run_at, c.id) AS rn
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS n
         FROM candidates AS c
     ) AS ranked
-    WHERE (ranked.concurrency_key IS NULL OR ranked.n <= ranked.slots)
-      AND (ranked.rate_key IS NULL OR ranked.rn <= ranked.permits){{gate_allowed}}
+    WHERE (ranked.concurrency_key IS NULL OR ranked.n <= ranked.slots){{rate_allowed}}\
+{{gate_allowed}}
 )
 UPDATE {JOB_TABLE} SET
     status = 'RUNNING',
@@ -96,6 +93,18 @@ UPDATE {JOB_TABLE} SET
 WHERE id IN (SELECT id FROM allowed)
 RETURNING {", ".join(CLAIM_COLUMNS)}, rate_key, rate_period
 """
+# Job rate limits, only where the process declares one (see postgresql.py); the
+# first and the last ``%s`` are the claim's time (a start counts until then).
+_RATED = {
+    "rate_column": f""", r.rate_key,
+           r.rate_limit - {_STARTS_OF_KEY} AS permits""",
+    "rate_filter": f"""
+      AND (r.rate_key IS NULL OR {_STARTS_OF_KEY} < r.rate_limit)""",
+    "rate_rank": """, c.rate_key, c.permits,
+               row_number() OVER (PARTITION BY c.rate_key
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS rn""",
+    "rate_allowed": "\n      AND (ranked.rate_key IS NULL OR ranked.rn <= ranked.permits)",
+}
 # Limited queues (DURABLE_JOBS["QUEUES"]): their room, counted in Python in the
 # claim's transaction, joined as a VALUES list (one row per limited queue).
 _GATED = {
@@ -108,7 +117,6 @@ _GATED = {
                                   ORDER BY c.priority DESC, c.run_at, c.id) AS qn""",
     "gate_allowed": "\n      AND (ranked.queue_free IS NULL OR ranked.qn <= ranked.queue_free)",
 }
-_UNGATED = dict.fromkeys(_GATED, "")
 _QUEUE_RUNNING_SQL = f"SELECT count(*) FROM {JOB_TABLE} WHERE status = 'RUNNING' AND queue = %s"
 _STARTS_SQL = f"SELECT count(*) FROM {RATE_TABLE} WHERE key = %s AND until > %s"
 _LOG_START_SQL = f"INSERT INTO {RATE_TABLE} (key, at, until) VALUES (%s, %s, %s)"
@@ -314,8 +322,13 @@ class SQLiteBackend(Backend):
         if queues:
             queue_filter = f"AND r.queue IN ({', '.join(['%s'] * len(queues))})"
             queue_params = list(queues)
-        shape = {**(_GATED if gates else _UNGATED), "queue_filter": queue_filter}
+        rated = job_rate_limits_declared()
+        shape = dict.fromkeys([*_RATED, *_GATED], "")
+        shape["queue_filter"] = queue_filter
+        if rated:
+            shape.update(_RATED)
         if gates:
+            shape.update(_GATED)
             shape["gates"] = shape["gates"].format(rows=", ".join(["(%s, %s)"] * len(gates)))
         sql = _CLAIM_SQL.format(**shape)
         try:
@@ -325,19 +338,19 @@ class SQLiteBackend(Backend):
                 params: list[Any] = []
                 for gate in gates:
                     params += [gate.queue, self._queue_room(cursor, gate, stamp)]
+                if rated:
+                    params.append(stamp)  # the permits of a rate key
+                params += [stamp, stamp, *queue_params]  # run_at, expires_at, queues
+                if rated:
+                    params.append(stamp)  # the rate-key filter
                 params += [
-                    stamp,  # slots: the permits of a rate key
-                    stamp,  # run_at
-                    stamp,  # expires_at > now
-                    *queue_params,
-                    stamp,  # the rate-key filter
                     limit,
                     self._uuid(worker_id),
                     self._dt(now + timedelta(seconds=lease_seconds)),
                 ]
                 cursor.execute(sql, params)
                 rows = cursor.fetchall()
-                self._log_starts(cursor, rows, gates, now)
+                self._log_starts(cursor, rows, gates, now, rated=rated)
         except OperationalError as exc:
             if is_locked_error(exc):
                 logger.debug("claim skipped: the database is locked by another writer")
@@ -360,20 +373,26 @@ class SQLiteBackend(Backend):
         return min(room)
 
     def _log_starts(
-        self, cursor: Any, rows: list[Any], gates: tuple[QueueGate, ...], now: datetime
+        self,
+        cursor: Any,
+        rows: list[Any],
+        gates: tuple[QueueGate, ...],
+        now: datetime,
+        *,
+        rated: bool,
     ) -> None:
         """Log the starts of rate-limited jobs, in the claim's transaction."""
-        rated = {gate.queue: gate.rate.period for gate in gates if gate.rate is not None}
+        queue_periods = {gate.queue: gate.rate.period for gate in gates if gate.rate is not None}
         starts = []
         stamp = self._dt(now)
         queue_column = CLAIM_COLUMNS.index("queue")
         for row in rows:
             key, period = row[-2], row[-1]
-            if key is not None:
+            if rated and key is not None:
                 starts.append((key, stamp, self._dt(now + timedelta(seconds=period))))
             queue = row[queue_column]
-            if queue in rated:
-                until = self._dt(now + timedelta(seconds=rated[queue]))
+            if queue in queue_periods:
+                until = self._dt(now + timedelta(seconds=queue_periods[queue]))
                 starts.append((QUEUE_KEY_PREFIX + queue, stamp, until))
         if starts:
             cursor.executemany(_LOG_START_SQL, starts)

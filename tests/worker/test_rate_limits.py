@@ -269,3 +269,20 @@ def test_run_pending_jobs_runs_rate_limited_jobs_unless_told_to_keep_the_limits(
     assert run_pending_jobs(rate_limits=True).succeeded == 3  # the window holds 3
     assert Job.objects.filter(status=JobStatus.READY).count() == 2
     assert run_pending_jobs().succeeded == 2
+
+
+def test_a_process_that_declares_no_rate_limit_claims_with_the_plain_statement(monkeypatch):
+    """No job of this process has a rate limit: the claim has no rate parts at all.
+
+    (A row can carry a limit only if some code declared it: during the deploy that adds
+    the first one, workers on the old code run those jobs without it, as documented.)
+    """
+    from django_durable_jobs.db import postgresql, sqlite
+
+    for module in (postgresql, sqlite):
+        monkeypatch.setattr(module, "job_rate_limits_declared", lambda: False)
+    plain = postgresql._claim_statement(filtered=False, gated=False, gates_rated=False, rated=False)
+    assert "rate" not in plain
+    enqueue_many([jobs.rated.prepare(i) for i in range(5)] + [jobs.add.prepare(1, 1)])
+    assert len(claim()) == 6  # not enforced by a process that declares no limit
+    assert not RateStart.objects.exists()
