@@ -8,8 +8,9 @@ the bench project, such as server-side binding), drained through the shared
 harness's W3 (spawn -> queue empty, 50 ms polling); with BENCH_ONLY=W1,W2,W3 the
 enqueue workloads are measured too. Ratios are to the first variant in the same
 round. BENCH_KNOBS replaces the list: "label=runworker args;label=args".
-BENCH_BASELINE=<another checkout> compares this checkout's code with that one's
-instead (same arguments, interleaved rounds): what a change costs the drain.
+BENCH_BASELINE=<another checkout>[,<another>...] compares this checkout's code with
+theirs instead (same arguments, interleaved rounds): what a change costs the drain.
+Their migrations must be a prefix of this checkout's (the bench database is shared).
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ def main() -> int:
             for label, args in (v.split("=", 1) for v in os.environ["BENCH_KNOBS"].split(";") if v)
         }
     if os.environ.get("BENCH_BASELINE"):
-        baseline = str(Path(os.environ["BENCH_BASELINE"]).resolve())
-        variants = {"this checkout": {}, f"baseline {baseline}": {"PYTHONPATH": baseline}}
+        variants = {"this checkout": {}}
+        for baseline in os.environ["BENCH_BASELINE"].split(","):
+            path = str(Path(baseline).resolve())
+            variants[f"baseline {path}"] = {"PYTHONPATH": path}
     common.ensure_venv("durable_jobs")
     out = common.RESULTS / f"knobs-{time.strftime('%Y%m%dT%H%M%S')}"
     rounds: list[dict] = []
