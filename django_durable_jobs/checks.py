@@ -158,6 +158,60 @@ def _check_periodic(config: Any) -> list[CheckMessage]:
     ]
 
 
+@register(Tags.database)
+def check_database_entries(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """The periodic entries stored in the database (with ``check --database`` and migrate).
+
+    W030: a name in both settings and the database (the settings entry runs).
+    W031: an enabled database entry that no longer validates (the code changed
+    since it was saved); the schedulers leave it out and log it.
+    """
+    from django.db import DatabaseError
+
+    from .conf import app_settings
+    from .models import ScheduleEntry
+    from .schedule_entries import load_row, settings_names
+
+    alias = app_settings.DATABASE
+    if not databases or alias not in databases:
+        return []
+    try:
+        rows = list(ScheduleEntry.objects.using(alias).order_by("name"))
+    except DatabaseError:  # not migrated yet: migrate reports that itself
+        return []
+    declared = settings_names()
+    warnings: list[CheckMessage] = []
+    for row in rows:
+        obj = f"ScheduleEntry({row.name!r})"
+        if row.name in declared:
+            warnings.append(
+                Warning(
+                    f"schedule {row.name!r} is both in DURABLE_JOBS['PERIODIC'] and in the "
+                    "database: the settings entry runs, the database entry is ignored.",
+                    hint="Delete or rename the database entry "
+                    f"('manage.py jobs schedule remove {row.name}').",
+                    obj=obj,
+                    id=ID.format("W030"),
+                )
+            )
+        elif row.enabled:
+            _, problems = load_row(row)
+            for problem in problems:
+                warnings.append(
+                    Warning(
+                        f"database schedule {row.name!r} is broken and not scheduled: "
+                        f"{problem.message}",
+                        hint=problem.hint
+                        or f"Fix it with 'manage.py jobs schedule edit {row.name}', or disable it.",
+                        obj=obj,
+                        id=ID.format("W031"),
+                    )
+                )
+    return warnings
+
+
 def _check_backoff(values: dict[str, Any]) -> list[CheckMessage]:
     """The default retry backoff: a jitter fraction, and a cap not below the base."""
     errors: list[CheckMessage] = []
