@@ -109,9 +109,9 @@ class Scheduler:
         """Enqueue due ticks and sleep until the next one, until ``stop`` is set."""
         logger.info(
             "scheduler starting with %s entr%s: %s%s",
-            len(self.entries),
-            "y" if len(self.entries) == 1 else "ies",
-            ", ".join(f"{e.name} ({e.schedule.describe()}, {e.zone_name})" for e in self.entries),
+            len(self.fixed),
+            "y" if len(self.fixed) == 1 else "ies",
+            ", ".join(f"{e.name} ({e.schedule.describe()}, {e.zone_name})" for e in self.fixed),
             f"; and the database entries, re-read every {RELOAD_INTERVAL:g}s"
             if self.database_entries is not None
             else "",
