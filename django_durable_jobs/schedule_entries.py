@@ -383,7 +383,7 @@ def change_marker(alias: str) -> tuple[int, int]:
     return found["count"], found["top"] or 0
 
 
-def _aware(value: datetime) -> datetime:
+def aware(value: datetime) -> datetime:
     if timezone.is_naive(value):
         value = timezone.make_aware(value)
     return value.astimezone(UTC)
@@ -444,7 +444,7 @@ class DatabaseEntries:
                         row.version,
                         "; ".join(str(problem) for problem in problems),
                     )
-            self.rows[row.id] = LoadedEntry(row.version, row.name, entry, _aware(row.updated_at))
+            self.rows[row.id] = LoadedEntry(row.version, row.name, entry, aware(row.updated_at))
 
     def active(self) -> dict[str, LoadedEntry]:
         """The entries to schedule, by name."""

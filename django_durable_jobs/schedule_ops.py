@@ -130,23 +130,35 @@ def describe_schedules(
 def _database_infos(
     alias: str, now: datetime, count: int, shadowed: set[str]
 ) -> list[ScheduleInfo]:
-    """The database entries as ScheduleInfo (``source="database"``)."""
-    from .schedule_entries import load_row, row_spec
+    """The database entries as ScheduleInfo (``source="database"``): two queries in all."""
+    from django.db.models import OuterRef, Subquery
 
-    infos: list[ScheduleInfo] = []
-    for row in ScheduleEntry.objects.using(alias).order_by("name"):
-        entry, problems = load_row(row)
-        run = last_run(row.name, alias)
-        status = (
-            Job.objects.using(alias).filter(id=run[1]).values_list("status", flat=True).first()
-            if run
-            else None
+    from .models import ScheduleTick
+    from .schedule_entries import aware, load_row
+
+    runs = ScheduleTick.objects.filter(schedule=OuterRef("name"), job_id__isnull=False).order_by(
+        "-fire_time"
+    )
+    rows = list(
+        ScheduleEntry.objects.using(alias)
+        .annotate(
+            last_fire=Subquery(runs.values("fire_time")[:1]),
+            last_job=Subquery(runs.values("job_id")[:1]),
         )
+        .order_by("name")
+    )
+    statuses = dict(
+        Job.objects.using(alias)
+        .filter(id__in=[row.last_job for row in rows if row.last_job is not None])
+        .values_list("id", "status")
+    )
+    infos: list[ScheduleInfo] = []
+    for row in rows:
+        entry, problems = load_row(row)
         notes = [p.message for p in problems]
         if row.name in shadowed:
             notes = ["a settings entry has this name: it runs, this one is ignored (W030)."]
             entry = None
-        spec = row_spec(row)
         infos.append(
             ScheduleInfo(
                 name=row.name,
@@ -155,10 +167,10 @@ def _database_infos(
                 description=entry.schedule.describe() if entry else "",
                 timezone=entry.zone_name if entry else row.timezone,
                 next_fire_times=entry.schedule.upcoming(now, count) if entry else [],
-                last_fire_time=run[0] if run else None,
-                last_job_id=run[1] if run else None,
-                last_status=status,
-                tags=tuple(spec["tags"]) if isinstance(spec["tags"], list) else (),
+                last_fire_time=aware(row.last_fire) if row.last_fire else None,
+                last_job_id=row.last_job,
+                last_status=statuses.get(row.last_job),
+                tags=tuple(row.tags) if isinstance(row.tags, list) else (),
                 enabled=row.enabled and entry is not None,
                 enabled_in_settings=row.enabled,
                 enabled_override=None,

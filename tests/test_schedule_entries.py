@@ -47,6 +47,7 @@ from tests.fake_clock import FakeClock
 pytestmark = pytest.mark.django_db
 
 PROBE = "tests.testapp.jobs.periodic_probe"
+CATCH_UP = {"missed": "catch_up", "max_delay": 60}
 REPORT = "tests.testapp.jobs.report"
 
 
@@ -245,10 +246,13 @@ def test_a_created_entry_is_scheduled_without_a_restart(clock):
     sched = Scheduler(clock=clock)
     sched.run_pending()
     assert sched.entries == []
-    add_entry("probe", {"job": PROBE, "schedule": "every second"})
+    row = add_entry("probe", {"job": PROBE, "schedule": "every second", **CATCH_UP})
     advance(sched, clock, RELOAD_INTERVAL + 3)
     ticks = fire_times("probe")
     assert len(ticks) >= 3
+    # From the first fire time after it was saved, though the scheduler polled later.
+    (entry,) = sched.entries
+    assert ticks[0] == entry.schedule.next_after(row.updated_at)
     assert ticks == sorted(set(ticks))
     assert enqueued("probe") == ticks
 
