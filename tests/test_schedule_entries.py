@@ -609,3 +609,15 @@ def test_schedules_page_lists_both_kinds_and_guards_database_changes(settings):
     assert ScheduleEntry.objects.get(name="from-db").enabled is False
     page = both.get(reverse(SCHEDULES)).content.decode()
     assert "/scheduleentry/" in page.split('data-schedule="from-db"', 1)[1].split("</tr>", 1)[0]
+
+
+def test_fire_due_schedules_includes_enabled_database_entries():
+    from django_durable_jobs.testing import fire_due_schedules
+
+    add_entry("on", {"job": PROBE, "schedule": "every_minute"})
+    add_entry("off", {"job": PROBE, "schedule": "every_minute", "enabled": False})
+    at = datetime(2026, 7, 1, 0, 45, 30, tzinfo=UTC)
+    (handle,) = fire_due_schedules(at=at)
+    assert Job.objects.get(id=handle.id).meta["schedule"] == "on"
+    assert fire_times("on") == [at.replace(second=0)]
+    assert fire_due_schedules(at=at, names=["on"]) == []  # the ledger has it already
