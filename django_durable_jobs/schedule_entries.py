@@ -16,9 +16,10 @@ the ``(id, version)`` pairs, and it validates only the rows that changed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -210,6 +211,21 @@ def _checked(name: str, spec: dict[str, Any]) -> None:
         raise InvalidScheduleEntry(str(name), problems)
 
 
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """A transaction that holds the writers' lock from its first statement.
+
+    Read-modify-write under it: two concurrent edits of one entry cannot lose
+    one another, and on SQLite the write lock comes before any read (a
+    transaction that read first could be refused with "database is locked").
+    """
+    from .db.entries import lock_entries
+
+    with transaction.atomic(using=_alias()):
+        lock_entries(_alias())
+        yield
+
+
 def get_entry(name: str) -> ScheduleEntry:
     try:
         return ScheduleEntry.objects.using(_alias()).get(name=name)
@@ -226,6 +242,11 @@ def add_entry(name: str, spec: dict[str, Any], *, description: str = "") -> Sche
     """Create a database entry from a PERIODIC spec; ``InvalidScheduleEntry`` if broken."""
     spec = {key: value for key, value in spec.items() if key != "name"}
     _checked(name, spec)
+    with _locked():
+        return _create(name, spec, description)
+
+
+def _create(name: str, spec: dict[str, Any], description: str) -> ScheduleEntry:
     if ScheduleEntry.objects.using(_alias()).filter(name=name).exists():
         raise InvalidScheduleEntry(
             name,
@@ -249,32 +270,34 @@ def edit_entry(
     name: str, changes: dict[str, Any], *, description: str | None = None
 ) -> ScheduleEntry:
     """Change some options of a database entry (the others stay); validated as a whole."""
-    row = get_entry(name)
-    spec = {**row_spec(row), **changes}
-    for key in ("timezone", "queue", "priority", "max_delay"):
-        if key in spec and spec[key] in (None, ""):
-            del spec[key]  # back to the default
-    _checked(name, spec)
-    _apply(row, changes)
-    if description is not None:
-        row.description = description
-    row.save(using=_alias())
+    with _locked():
+        row = get_entry(name)
+        spec = {**row_spec(row), **changes}
+        for key in ("timezone", "queue", "priority", "max_delay"):
+            if key in spec and spec[key] in (None, ""):
+                del spec[key]  # back to the default
+        _checked(name, spec)
+        _apply(row, changes)
+        if description is not None:
+            row.description = description
+        row.save(using=_alias())
     logger.info("schedule %r: changed (version %s)", name, row.version)
     return row
 
 
 def remove_entry(name: str) -> None:
     """Delete a database entry; its ledger rows (its history) stay."""
-    row = get_entry(name)
-    row.delete(using=_alias())
+    with _locked():
+        get_entry(name).delete(using=_alias())
     logger.info("schedule %r: deleted", name)
 
 
 def set_entry_enabled(name: str, enabled: bool) -> ScheduleEntry:
-    row = get_entry(name)
-    if row.enabled != enabled:
-        row.enabled = enabled
-        row.save(using=_alias())
+    with _locked():
+        row = get_entry(name)
+        if row.enabled != enabled:
+            row.enabled = enabled
+            row.save(using=_alias())
     return row
 
 
@@ -348,7 +371,7 @@ def import_entries(data: Any, *, dry_run: bool = False) -> ImportResult:
     if problems:
         raise InvalidScheduleEntry("(import)", problems)
     alias = _alias()
-    with transaction.atomic(using=alias):
+    with _locked():
         existing = {
             row.name: row for row in ScheduleEntry.objects.using(alias).filter(name__in=seen)
         }
