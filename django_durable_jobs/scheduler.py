@@ -108,11 +108,14 @@ class Scheduler:
     def run(self, stop: threading.Event) -> None:
         """Enqueue due ticks and sleep until the next one, until ``stop`` is set."""
         logger.info(
-            "scheduler starting with %s entr%s: %s%s",
+            "scheduler starting with %s entr%s from settings%s%s",
             len(self.fixed),
             "y" if len(self.fixed) == 1 else "ies",
-            ", ".join(f"{e.name} ({e.schedule.describe()}, {e.zone_name})" for e in self.fixed),
-            f"; and the database entries, re-read every {RELOAD_INTERVAL:g}s"
+            "".join(
+                f"{', ' if i else ': '}{e.name} ({e.schedule.describe()}, {e.zone_name})"
+                for i, e in enumerate(self.fixed)
+            ),
+            f"; database entries re-read every {RELOAD_INTERVAL:g}s"
             if self.database_entries is not None
             else "",
         )
