@@ -548,6 +548,23 @@ def test_admin_change_page_previews_five_fire_times_in_the_zone_and_utc():
     assert XSS not in page
 
 
+def test_admin_list_filters_by_tag_and_enabled_and_searches():
+    add_entry("a", {"job": PROBE, "schedule": "hourly", "tags": ["reports", "x"]})
+    add_entry("b", {"job": PROBE, "schedule": "hourly", "tags": ["reportsx"], "enabled": False})
+    add_entry("c", {"job": REPORT, "schedule": "daily", "kwargs": {"kind": "k"}})
+    client = staff("view_scheduleentry")
+
+    def names(**query: str) -> list[str]:
+        response = client.get(reverse(CHANGELIST), query)
+        return [row.name for row in response.context["cl"].result_list]
+
+    assert names(tag="reports") == ["a"]
+    assert names(enabled__exact="0") == ["b"]
+    assert names(q="report") == ["c"]  # the job's path
+    page = client.get(reverse(CHANGELIST)).content.decode()
+    assert "?tag=reportsx" in page
+
+
 def test_admin_edit_duplicate_and_delete_each_need_their_permission():
     row = add_entry("nightly", {"job": REPORT, "schedule": "daily", "kwargs": {"kind": "f"}})
     viewer = staff("view_scheduleentry")

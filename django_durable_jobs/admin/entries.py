@@ -11,10 +11,12 @@ shows them, read-only.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import connections
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -30,10 +32,32 @@ from ..schedule_ops import run_schedule_now
 PREVIEW_COUNT = 5
 
 
+class TagFilter(admin.SimpleListFilter):
+    """Entries with a tag (PostgreSQL: exact; SQLite, which has no JSON contains: any case)."""
+
+    title = _("tag")
+    parameter_name = "tag"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        tags: set[str] = set()
+        for value in model_admin.get_queryset(request).values_list("tags", flat=True):
+            if isinstance(value, list):
+                tags.update(tag for tag in value if isinstance(tag, str))
+        return [(tag, tag) for tag in sorted(tags)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        tag = self.value()
+        if not tag:
+            return queryset
+        if connections[queryset.db].vendor == "postgresql":
+            return queryset.filter(tags__contains=[tag])
+        return queryset.filter(tags__icontains=json.dumps(tag))
+
+
 @admin.register(ScheduleEntry)
 class ScheduleEntryAdmin(admin.ModelAdmin):
     list_display = ("name", "schedule_display", "job", "enabled", "tags_display", "updated_at")
-    list_filter = ("enabled", "missed")
+    list_filter = ("enabled", TagFilter, "missed")
     search_fields = ("name", "job", "description", "schedule")
     search_help_text = _("Part of a name, job, schedule or description.")
     ordering = ("name",)
