@@ -39,7 +39,6 @@ from .periodic import (
     BAD_OPTION,
     BAD_SCHEDULE,
     BAD_TIMEZONE,
-    ENTRY_KEYS,
     PeriodicEntry,
     Problem,
     _load_entry,
@@ -56,9 +55,6 @@ RELOAD_INTERVAL = 2.0
 
 #: The check id of a database entry whose name a settings entry already has.
 IN_SETTINGS = "E030"
-
-#: The keys of an exported entry: the PERIODIC vocabulary plus a description.
-EXPORT_KEYS = (*ENTRY_KEYS, "description")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHUNK = 500  # rows fetched per query when many changed
