@@ -1,4 +1,5 @@
-"""Scheduler figures: fire-time math, cost of enqueueing a tick, contention, wake-up latency.
+"""Scheduler figures: fire-time math, cost of enqueueing a tick, contention, wake-up latency,
+and the cost of database entries (10 and 10,000: load, idle CPU per minute, one edit).
 
     python bench/scheduler.py --db sqlite
     python bench/scheduler.py --db postgres [--url postgres://postgres@127.0.0.1:5432/postgres]
@@ -193,6 +194,55 @@ def bench_latency(db: str, seconds: int) -> None:
     )
 
 
+def bench_database_entries(db: str, count: int, seconds: int) -> None:
+    """A scheduler with ``count`` database entries: first load, idle CPU, one edit's reload."""
+    from django.db import connections
+
+    from django_durable_jobs.models import ScheduleEntry
+    from django_durable_jobs.schedule_entries import edit_entry
+    from django_durable_jobs.scheduler import Scheduler
+
+    ScheduleEntry.objects.all().delete()
+    now = datetime.now(UTC)
+    # Daily, at minutes spread over the day but none within the run: the idle cost.
+    ScheduleEntry.objects.bulk_create(
+        ScheduleEntry(
+            name=f"entry-{index}",
+            job="tests.testapp.jobs.noop",
+            schedule=f"{index % 60} {(now.hour + 2 + index % 20) % 24} * * *",
+            timezone="UTC",
+            created_at=now,
+            updated_at=now,
+            version=index + 1,
+        )
+        for index in range(count)
+    )
+    scheduler = Scheduler([], live=True)
+    began = time.perf_counter()
+    scheduler.run_pending()
+    load = time.perf_counter() - began
+    assert len(scheduler.entries) == count
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.run, args=(stop,))
+    cpu = time.process_time()
+    thread.start()
+    time.sleep(seconds)
+    cpu = time.process_time() - cpu
+    stop.set()
+    thread.join()
+    began = time.perf_counter()
+    edit_entry(f"entry-{count // 2}", {"schedule": "0 0 1 1 *"})
+    scheduler._reload_at = None
+    scheduler._reload(datetime.now(UTC))
+    edit = time.perf_counter() - began
+    connections.close_all()
+    print(
+        f"\n{count:,} database entries ({db}): first load {load * 1000:,.0f} ms; idle, "
+        f"{cpu / seconds * 60 * 1000:,.0f} ms CPU per minute (this process, measured over "
+        f"{seconds} s); one edit saved and reloaded in {edit * 1000:,.1f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
@@ -201,14 +251,21 @@ def main() -> None:
         default=os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
     )
     parser.add_argument("--seconds", type=int, default=10, help="length of the latency run")
+    parser.add_argument("--only-entries", action="store_true", help="only the database entries")
+    parser.add_argument(
+        "--entries-seconds", type=int, default=30, help="length of each database-entries run"
+    )
     options = parser.parse_args()
     configure(options.db, options.url)
     try:
-        bench_math()
-        bench_enqueue(options.db)
-        for schedulers in (2, 3):
-            bench_contention(options.db, schedulers)
-        bench_latency(options.db, options.seconds)
+        if not options.only_entries:
+            bench_math()
+            bench_enqueue(options.db)
+            for schedulers in (2, 3):
+                bench_contention(options.db, schedulers)
+            bench_latency(options.db, options.seconds)
+        for count in (10, 10_000):
+            bench_database_entries(options.db, count, options.entries_seconds)
     finally:
         drop(options.db, options.url)
 

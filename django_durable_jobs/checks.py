@@ -162,11 +162,11 @@ def _check_periodic(config: Any) -> list[CheckMessage]:
 
 
 def _check_middleware(paths: Any) -> list[CheckMessage]:
-    """Each MIDDLEWARE entry imports and is a plain callable (E030), as a worker will need it."""
+    """Each MIDDLEWARE entry imports and is a plain callable (E012), as a worker will need it."""
     if not isinstance(paths, list | tuple):
         return [
             _error(
-                "E030",
+                "E012",
                 f"DURABLE_JOBS['MIDDLEWARE'] is {paths!r}; it must be a list of dotted paths.",
                 'For example ["myproject.jobs_middleware.tenant"].',
             )
@@ -176,7 +176,7 @@ def _check_middleware(paths: Any) -> list[CheckMessage]:
         if not isinstance(path, str):
             errors.append(
                 _error(
-                    "E030",
+                    "E012",
                     f"DURABLE_JOBS['MIDDLEWARE'] has {path!r}, which is not a dotted path.",
                     "List the factories' import paths as strings, not the factories.",
                 )
@@ -187,7 +187,7 @@ def _check_middleware(paths: Any) -> list[CheckMessage]:
         except Exception as exc:  # ImportError, or the module itself raising
             errors.append(
                 _error(
-                    "E030",
+                    "E012",
                     f"DURABLE_JOBS['MIDDLEWARE'] has {path!r}, which cannot be imported: "
                     f"{type(exc).__name__}: {exc}",
                     "Check the module and the name; a worker could run no job without it.",
@@ -197,7 +197,7 @@ def _check_middleware(paths: Any) -> list[CheckMessage]:
         if not callable(factory) or iscoroutinefunction(factory):
             errors.append(
                 _error(
-                    "E030",
+                    "E012",
                     f"DURABLE_JOBS['MIDDLEWARE'] has {path!r}, which is not a plain callable "
                     f"({factory!r}).",
                     "A job middleware is a (not async) factory: called with call_job, it "
@@ -205,6 +205,60 @@ def _check_middleware(paths: Any) -> list[CheckMessage]:
                 )
             )
     return errors
+
+
+@register(Tags.database)
+def check_database_entries(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """The periodic entries stored in the database (with ``check --database`` and migrate).
+
+    W030: a name in both settings and the database (the settings entry runs).
+    W031: an enabled database entry that no longer validates (the code changed
+    since it was saved); the schedulers leave it out and log it.
+    """
+    from django.db import DatabaseError
+
+    from .conf import app_settings
+    from .models import ScheduleEntry
+    from .schedule_entries import load_row, settings_names
+
+    alias = app_settings.DATABASE
+    if not databases or alias not in databases:
+        return []
+    try:
+        rows = list(ScheduleEntry.objects.using(alias).order_by("name"))
+    except DatabaseError:  # not migrated yet: migrate reports that itself
+        return []
+    declared = settings_names()
+    warnings: list[CheckMessage] = []
+    for row in rows:
+        obj = f"ScheduleEntry({row.name!r})"
+        if row.name in declared:
+            warnings.append(
+                Warning(
+                    f"schedule {row.name!r} is both in DURABLE_JOBS['PERIODIC'] and in the "
+                    "database: the settings entry runs, the database entry is ignored.",
+                    hint="Delete or rename the database entry "
+                    f"('manage.py jobs schedule remove {row.name}').",
+                    obj=obj,
+                    id=ID.format("W030"),
+                )
+            )
+        elif row.enabled:
+            _, problems = load_row(row)
+            for problem in problems:
+                warnings.append(
+                    Warning(
+                        f"database schedule {row.name!r} is broken and not scheduled: "
+                        f"{problem.message}",
+                        hint=problem.hint
+                        or f"Fix it with 'manage.py jobs schedule edit {row.name}', or disable it.",
+                        obj=obj,
+                        id=ID.format("W031"),
+                    )
+                )
+    return warnings
 
 
 def _check_backoff(values: dict[str, Any]) -> list[CheckMessage]:

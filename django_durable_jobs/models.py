@@ -355,6 +355,80 @@ class ScheduleState(models.Model):
         return self.name
 
 
+class ScheduleEntry(models.Model):
+    """A periodic entry stored in the database, beside the ``PERIODIC`` setting's.
+
+    The same vocabulary as a settings entry, validated by the same code
+    (``save()`` refuses a broken entry, see ``schedule_entries``). ``version``
+    grows with every change (it never repeats, even after a delete), so the
+    schedulers notice any change from ``count`` and ``max(version)`` alone.
+    """
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    job = models.CharField(
+        _("job"), max_length=255, help_text=_("Dotted path of a @job, or its registered name.")
+    )
+    schedule = models.CharField(
+        _("schedule"),
+        max_length=200,
+        help_text=_("Cron (5 fields, or 6 with seconds first), 'hourly', 'every 5 minutes'..."),
+    )
+    timezone = models.CharField(
+        _("time zone"), max_length=64, blank=True, help_text=_("Empty: settings.TIME_ZONE.")
+    )
+    args = models.JSONField(_("args"), default=list, blank=True)
+    kwargs = models.JSONField(_("kwargs"), default=dict, blank=True)
+    queue = models.CharField(
+        _("queue"), max_length=100, blank=True, help_text=_("Empty: the job's.")
+    )
+    priority = models.SmallIntegerField(
+        _("priority"), null=True, blank=True, help_text=_("Empty: the job's.")
+    )
+    missed = models.CharField(
+        _("missed ticks"),
+        max_length=10,
+        default="latest",
+        choices=[("latest", _("latest")), ("skip", _("skip")), ("catch_up", _("catch up"))],
+    )
+    max_delay = models.FloatField(
+        _("max delay (seconds)"), null=True, blank=True, help_text=_("Required with catch up.")
+    )
+    overlap = models.BooleanField(
+        _("overlap"),
+        default=True,
+        help_text=_("Off: skip a tick while the previous run is pending."),
+    )
+    run_on_start = models.BooleanField(_("run on start"), default=False)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    tags = models.JSONField(_("tags"), default=list, blank=True)
+    description = models.TextField(_("description"), blank=True)
+    # Set by save() from the database clock (no default: the ``timezone`` field shadows
+    # django.utils.timezone in this class body).
+    created_at = models.DateTimeField(_("created at"), editable=False)
+    updated_at = models.DateTimeField(_("updated at"), editable=False)
+    version = models.BigIntegerField(_("version"), default=0, editable=False)
+
+    class Meta:
+        verbose_name = _("database schedule")
+        verbose_name_plural = _("database schedules")
+        ordering = ["name"]
+        indexes = [models.Index(fields=["version"], name="ddj_entry_version")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Validate (``InvalidScheduleEntry`` if broken), then write with a new version."""
+        from .schedule_entries import save_row
+
+        save_row(self, super().save, *args, **kwargs)
+
+    def clean(self) -> None:
+        from .schedule_entries import clean_row
+
+        clean_row(self)
+
+
 class ConsoleDashboard(Job):
     """The dashboard's entry in the admin index and sidebar: a proxy, so no table."""
 

@@ -1,7 +1,8 @@
 """What ``manage.py jobs schedule`` and the admin's schedules page do: list, run now, enable.
 
-Plain functions over the PERIODIC setting, the tick ledger and the operator
-overrides (``ScheduleState``); ``django_durable_jobs.scheduler`` re-exports them.
+Plain functions over the PERIODIC setting, the database entries
+(``schedule_entries``), the tick ledger and the operator overrides of settings
+entries (``ScheduleState``); ``django_durable_jobs.scheduler`` re-exports them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 from .conf import app_settings
 from .exceptions import DurableJobsError
 from .ledger import DatabaseClock, TickOutcome, enqueue_tick, last_run
-from .models import Job, ScheduleState
+from .models import Job, ScheduleEntry, ScheduleState
 from .periodic import LATEST, PeriodicConfigError, PeriodicEntry, load_entries, raw_entries
 
 logger = logging.getLogger("django_durable_jobs.scheduler")
@@ -51,9 +52,13 @@ class ScheduleInfo:
     overlap: bool = True
     entry: PeriodicEntry | None = None
     problems: tuple[str, ...] = ()
+    source: str = "settings"  # or "database" (a ScheduleEntry, editable)
+    description_text: str = ""  # a database entry's description
 
     @property
     def enabled_source(self) -> str:
+        if self.source == "database":
+            return "database"
         return "settings" if self.enabled_override is None else "override"
 
 
@@ -116,12 +121,73 @@ def describe_schedules(
                 problems=tuple(p.message for p in problems if p.entry == name),
             )
         )
+    infos += _database_infos(alias, now, count, {info.name for info in infos})
     if tag is not None:
         infos = [info for info in infos if tag in info.tags]
-    return sorted(infos, key=lambda info: info.name)
+    return sorted(infos, key=lambda info: (info.name, info.source != "settings"))
+
+
+def _database_infos(
+    alias: str, now: datetime, count: int, shadowed: set[str]
+) -> list[ScheduleInfo]:
+    """The database entries as ScheduleInfo (``source="database"``): two queries in all."""
+    from django.db.models import OuterRef, Subquery
+
+    from .models import ScheduleTick
+    from .schedule_entries import aware, load_row
+
+    runs = ScheduleTick.objects.filter(schedule=OuterRef("name"), job_id__isnull=False).order_by(
+        "-fire_time"
+    )
+    rows = list(
+        ScheduleEntry.objects.using(alias)
+        .annotate(
+            last_fire=Subquery(runs.values("fire_time")[:1]),
+            last_job=Subquery(runs.values("job_id")[:1]),
+        )
+        .order_by("name")
+    )
+    statuses = dict(
+        Job.objects.using(alias)
+        .filter(id__in=[row.last_job for row in rows if row.last_job is not None])
+        .values_list("id", "status")
+    )
+    infos: list[ScheduleInfo] = []
+    for row in rows:
+        entry, problems = load_row(row)
+        notes = [p.message for p in problems]
+        if row.name in shadowed:
+            notes = ["a settings entry has this name: it runs, this one is ignored (W030)."]
+            entry = None
+        infos.append(
+            ScheduleInfo(
+                name=row.name,
+                job=entry.job if entry else row.job,
+                schedule=row.schedule,
+                description=entry.schedule.describe() if entry else "",
+                timezone=entry.zone_name if entry else row.timezone,
+                next_fire_times=entry.schedule.upcoming(now, count) if entry else [],
+                last_fire_time=aware(row.last_fire) if row.last_fire else None,
+                last_job_id=row.last_job,
+                last_status=statuses.get(row.last_job),
+                tags=tuple(row.tags) if isinstance(row.tags, list) else (),
+                enabled=row.enabled and entry is not None,
+                enabled_in_settings=row.enabled,
+                enabled_override=None,
+                missed=row.missed,
+                overlap=row.overlap,
+                entry=entry,
+                problems=tuple(notes),
+                source="database",
+                description_text=row.description,
+            )
+        )
+    return infos
 
 
 def _entry(name: str) -> PeriodicEntry:
+    from .schedule_entries import InvalidScheduleEntry, load_row, settings_names
+
     entries, problems = load_entries()
     for entry in entries:
         if entry.name == name:
@@ -129,6 +195,12 @@ def _entry(name: str) -> PeriodicEntry:
     broken = [problem for problem in problems if problem.entry == name]
     if broken:
         raise PeriodicConfigError(broken)
+    row = ScheduleEntry.objects.using(app_settings.DATABASE).filter(name=name).first()
+    if row is not None and name not in settings_names():
+        found, row_problems = load_row(row)
+        if found is None:
+            raise InvalidScheduleEntry(name, row_problems)
+        return found
     known = ", ".join(sorted(entry.name for entry in entries)) or "none"
     raise UnknownSchedule(f"no PERIODIC entry is named {name!r} (entries: {known}).")
 
@@ -159,8 +231,24 @@ def run_schedule_now(name: str) -> int:
 
 
 def set_schedule_enabled(name: str, enabled: bool | None) -> None:
-    """Enable or disable entry ``name`` for every scheduler; None: follow the settings again."""
+    """Enable or disable entry ``name`` for every scheduler; None: follow the settings again.
+
+    For a database entry, this sets its own ``enabled`` (a new version: every
+    scheduler picks it up within ``RELOAD_INTERVAL``); None is refused.
+    """
     declared = {entry_name for entry_name, _ in raw_entries(app_settings.PERIODIC)}
+    in_database = ScheduleEntry.objects.using(app_settings.DATABASE).filter(name=name).exists()
+    if name not in declared and in_database:
+        from .schedule_entries import UnknownEntry, set_entry_enabled
+
+        if enabled is None:
+            raise UnknownEntry(
+                f"schedule {name!r} is a database entry: it has no settings to follow; "
+                "enable or disable it."
+            )
+        set_entry_enabled(name, enabled)
+        logger.info("schedule %r: %s", name, "enabled" if enabled else "disabled")
+        return
     if name not in declared:
         known = ", ".join(sorted(str(n) for n in declared)) or "none"
         raise UnknownSchedule(f"no PERIODIC entry is named {name!r} (entries: {known}).")

@@ -1,4 +1,4 @@
-"""The scheduler: enqueue each due tick of the PERIODIC entries, once across every scheduler.
+"""The scheduler: enqueue each due tick of the periodic entries, once across every scheduler.
 
 Every worker runs one (``runworker --no-scheduler`` opts out). No scheduler is
 elected: all of them try each tick, and the ledger's unique (entry, fire time)
@@ -6,6 +6,13 @@ row, written in the job's transaction, lets exactly one win; the others are
 quiet. Fire times are judged against the database clock, so hosts with skewed
 clocks agree. A scheduler only handles the entries it knows, so during a
 rolling deploy old and new workers never stop each other's entries.
+
+Entries come from the PERIODIC setting (fixed for the process) and from the
+database (``ScheduleEntry``), re-read without a restart: every
+``RELOAD_INTERVAL`` seconds one query tells whether any changed
+(``schedule_entries``). An added or re-enabled entry starts like an entry of
+a starting scheduler; an edited one keeps its place (ticks up to the edit are
+handled) and continues on its new schedule.
 
 ``describe_schedules``, ``run_schedule_now`` and ``set_schedule_enabled``
 (from ``schedule_ops``, re-exported here) are what ``manage.py jobs schedule``
@@ -43,6 +50,7 @@ from .periodic import (
     PeriodicEntry,
     get_entries,
 )
+from .schedule_entries import RELOAD_INTERVAL, DatabaseEntries, LoadedEntry, settings_names
 from .schedule_ops import (
     ScheduleBusy,
     ScheduleInfo,
@@ -60,11 +68,14 @@ _TINY = timedelta(microseconds=1)
 
 
 class Scheduler:
-    """Enqueues the due ticks of ``entries`` (default: the PERIODIC setting).
+    """Enqueues the due ticks of ``entries`` (default: the PERIODIC setting), and of the
+    database entries when ``live`` (default: when ``entries`` is not given).
 
-    Raises ``PeriodicConfigError`` at construction when an entry is broken: a
-    scheduler never runs with an entry silently left out. ``run(stop)`` loops
-    until ``stop`` is set; ``run_pending()`` is one pass (for tests and tools).
+    Raises ``PeriodicConfigError`` at construction when a settings entry is broken: a
+    scheduler never runs with an entry silently left out (a broken database entry is
+    logged and left out: it was valid when saved, the code changed since).
+    ``run(stop)`` loops until ``stop`` is set; ``run_pending()`` is one pass (for
+    tests and tools).
     """
 
     def __init__(
@@ -73,9 +84,18 @@ class Scheduler:
         *,
         database: str | None = None,
         clock: Clock | None = None,
+        live: bool | None = None,
     ) -> None:
-        self.entries = get_entries() if entries is None else list(entries)
+        self.fixed = get_entries() if entries is None else list(entries)
+        self.entries = list(self.fixed)
         self.alias = database or app_settings.DATABASE
+        live = entries is None if live is None else live
+        self.database_entries = (
+            DatabaseEntries(self.alias, {e.name for e in self.fixed} | settings_names())
+            if live
+            else None
+        )
+        self._reload_at: datetime | None = None
         self.clock: Clock = clock or DatabaseClock(self.alias)
         self._cursor: dict[str, datetime] = {}  # ticks up to here are handled
         self._next: dict[str, datetime] = {}
@@ -88,10 +108,16 @@ class Scheduler:
     def run(self, stop: threading.Event) -> None:
         """Enqueue due ticks and sleep until the next one, until ``stop`` is set."""
         logger.info(
-            "scheduler starting with %s entr%s: %s",
-            len(self.entries),
-            "y" if len(self.entries) == 1 else "ies",
-            ", ".join(f"{e.name} ({e.schedule.describe()}, {e.zone_name})" for e in self.entries),
+            "scheduler starting with %s entr%s from settings%s%s",
+            len(self.fixed),
+            "y" if len(self.fixed) == 1 else "ies",
+            "".join(
+                f"{', ' if i else ': '}{e.name} ({e.schedule.describe()}, {e.zone_name})"
+                for i, e in enumerate(self.fixed)
+            ),
+            f"; database entries re-read every {RELOAD_INTERVAL:g}s"
+            if self.database_entries is not None
+            else "",
         )
         delay = 0.5
         try:
@@ -127,12 +153,23 @@ class Scheduler:
         """Enqueue every due tick; return the seconds until the next one (at most MAX_SLEEP)."""
         now = self.clock.now()
         if not self._started:
+            if self.database_entries is not None:
+                self.database_entries.refresh()
+                self.entries = self.fixed + [r.entry for r in self._database_rows() if r.entry]
+                self._reload_at = now + timedelta(seconds=RELOAD_INTERVAL)
             self._start(now)
-        names = [entry.name for entry in self.entries]
-        overrides = dict(
-            ScheduleState.objects.using(self.alias)
-            .filter(name__in=names)
-            .values_list("name", "enabled")
+        elif self._reload_at is not None and now >= self._reload_at:
+            self._reload(now)
+        # Operator overrides are for settings entries (a database entry has its own flag).
+        names = [entry.name for entry in self.fixed]
+        overrides = (
+            dict(
+                ScheduleState.objects.using(self.alias)
+                .filter(name__in=names)
+                .values_list("name", "enabled")
+            )
+            if names
+            else {}
         )
         for entry in self.entries:
             if self._next[entry.name] <= now:
@@ -153,23 +190,86 @@ class Scheduler:
                     )
                     self._cursor[entry.name] = now
                     self._next[entry.name] = entry.schedule.next_after(now)
-        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+        if self.entries and (self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY):
             self._prune(now)
+        limit = MAX_SLEEP
+        if self._reload_at is not None:
+            limit = min(limit, max((self._reload_at - now).total_seconds(), 0.0))
         if not self.entries:
-            return MAX_SLEEP
+            return limit
         wait = (min(self._next.values()) - now).total_seconds()
-        return min(max(wait, 0.0), MAX_SLEEP)
+        return min(max(wait, 0.0), limit)
 
-    def _start(self, now: datetime) -> None:
+    # -- the database entries --------------------------------------------------
+    def _database_rows(self) -> list[LoadedEntry]:
+        assert self.database_entries is not None
+        active = self.database_entries.active()
+        return [active[name] for name in sorted(active)]
+
+    def _reload(self, now: datetime) -> None:
+        """Apply the database entries' changes since the last poll (one query if none)."""
+        assert self.database_entries is not None
+        self._reload_at = now + timedelta(seconds=RELOAD_INTERVAL)
+        if not self.database_entries.refresh():
+            return
+        fixed = {entry.name for entry in self.fixed}
+        before = {entry.name: entry for entry in self.entries if entry.name not in fixed}
+        rows = self._database_rows()
+        current = {row.name: row for row in rows}
+        for name in before.keys() - current.keys():
+            self._cursor.pop(name, None)
+            self._next.pop(name, None)
+            self._force_latest.discard(name)
+            logger.info("schedule %r: removed or disabled in the database", name)
+        added = [row.entry for row in rows if row.name not in before and row.entry is not None]
+        for row in rows:
+            old = before.get(row.name)
+            if old is not None and row.entry is not None and old != row.entry:
+                # Ticks up to the edit belonged to the old schedule: go on from there.
+                cursor = max(self._cursor[row.name], min(row.since, now))
+                self._cursor[row.name] = cursor
+                self._next[row.name] = row.entry.schedule.next_after(cursor)
+                logger.info(
+                    "schedule %r: changed in the database: %s (%s)",
+                    row.name,
+                    row.entry.schedule.describe(),
+                    row.entry.zone_name,
+                )
+        self.entries = self.fixed + [row.entry for row in rows if row.entry is not None]
+        if added:
+            self._start(now, added, {row.name: row.since for row in rows})
+            for entry in added:
+                logger.info(
+                    "schedule %r: added or enabled in the database: %s (%s)",
+                    entry.name,
+                    entry.schedule.describe(),
+                    entry.zone_name,
+                )
+
+    def _start(
+        self,
+        now: datetime,
+        entries: list[PeriodicEntry] | None = None,
+        since: dict[str, datetime] | None = None,
+    ) -> None:
         """Resume each entry after its newest ledger row (a new entry, or ``skip``: from now).
 
         ``run_on_start`` makes the first pass enqueue the most recent tick, unless the
         ledger already has it (or a later one), whatever the missed-tick policy says.
+        A database entry without ledger rows starts when it was saved (``since``), so
+        the ticks between its creation and a scheduler's next poll are not lost.
         """
-        last = last_fire_times([entry.name for entry in self.entries], self.alias)
-        for entry in self.entries:
+        entries = self.entries if entries is None else entries
+        if since is None and self.database_entries is not None:
+            since = {row.name: row.since for row in self._database_rows()}
+        since = since or {}
+        last = last_fire_times([entry.name for entry in entries], self.alias)
+        for entry in entries:
             recorded = last.get(entry.name)
-            cursor = now if recorded is None or entry.missed == SKIP else recorded
+            if recorded is None:
+                cursor = min(now, since.get(entry.name, now))
+            else:
+                cursor = now if entry.missed == SKIP else recorded
             if entry.run_on_start:
                 previous = entry.schedule.previous(now)
                 if previous is not None and (recorded is None or recorded < previous):

@@ -243,9 +243,10 @@ def fire_due_schedules(
     since: datetime | None = None,
     names: list[str] | None = None,
 ) -> list[JobHandle[Any]]:
-    """Enqueue the PERIODIC ticks due at ``at``, as the scheduler would; return their jobs.
+    """Enqueue the periodic ticks due at ``at``, as the scheduler would; return their jobs.
 
-    For each enabled entry (an admin or CLI override counts), the most recent
+    For each enabled entry, from settings (an admin or CLI override counts) or
+    the database (``ScheduleEntry``), the most recent
     tick at or before ``at``; with ``since``, every tick in ``(since, at]``.
     Ticks go through the same ledger as the scheduler's, so a tick already
     recorded (by an earlier call or a scheduler) is not enqueued again, and an
@@ -258,6 +259,7 @@ def fire_due_schedules(
     from .ledger import TickOutcome, enqueue_tick
     from .models import ScheduleState
     from .periodic import get_entries
+    from .schedule_entries import DatabaseEntries
     from .schedule_ops import UnknownSchedule
 
     for moment in (at, since):
@@ -268,6 +270,9 @@ def fire_due_schedules(
             )
     alias = app_settings.DATABASE
     entries = get_entries()
+    stored = DatabaseEntries(alias, [entry.name for entry in entries])
+    stored.refresh()
+    entries += [row.entry for row in stored.active().values() if row.entry is not None]
     if names is not None:
         known = {entry.name for entry in entries}
         unknown = sorted(set(names) - known)

@@ -125,7 +125,10 @@ def test_the_worker_class_checks_its_entries(settings):
     settings.DURABLE_JOBS = {"PERIODIC": {"ok": PER_SECOND["every-second"]}}
     assert [e.name for e in WorkerLoop(install_signal_handlers=False).scheduler.entries] == ["ok"]
     settings.DURABLE_JOBS = {}
-    assert WorkerLoop(install_signal_handlers=False).scheduler is None
+    # No PERIODIC entries: still a scheduler, for the database entries that may appear.
+    idle = WorkerLoop(install_signal_handlers=False).scheduler
+    assert idle.entries == []
+    assert idle.database_entries is not None
 
 
 def test_a_periodic_job_learns_its_fire_time_not_now(start_worker):
@@ -140,3 +143,84 @@ def test_a_periodic_job_learns_its_fire_time_not_now(start_worker):
     assert fire_time.microsecond == 0
     assert fire_time <= job.started_at
     assert timezone.is_aware(fire_time)
+
+
+# -- database entries, live, with three scheduler processes ------------------------------
+def _ticks(name: str) -> list[datetime]:
+    return list(
+        ScheduleTick.objects.filter(schedule=name)
+        .order_by("fire_time")
+        .values_list("fire_time", flat=True)
+    )
+
+
+def _wait_db_time(instant: datetime) -> None:
+    wait_for(lambda: db_now() >= instant, timeout=90, interval=0.2)
+
+
+@pytest.mark.slow
+def test_database_entries_go_live_in_three_scheduler_processes(start_worker):
+    """Created, edited, disabled and deleted while three schedulers run: exactly once."""
+    from django_durable_jobs.schedule_entries import (
+        RELOAD_INTERVAL,
+        add_entry,
+        edit_entry,
+        remove_entry,
+        set_entry_enabled,
+    )
+
+    delay = timedelta(seconds=RELOAD_INTERVAL + 1.5)  # the documented delay, plus a pass
+    workers = [start_worker("--concurrency", "2", settings={}) for _ in range(3)]
+    wait_for(lambda: Worker.objects.count() == 3, timeout=90)
+    wait_for(lambda: all("scheduler starting" in w.output() for w in workers), timeout=60)
+
+    probe = add_entry("probe", {"job": PROBE, "schedule": "every 2 seconds", **CATCH_UP})
+    doomed = add_entry("doomed", {"job": PROBE, "schedule": "every second", **CATCH_UP})
+    created = {"probe": probe.updated_at, "doomed": doomed.updated_at}
+    _wait_db_time(probe.updated_at + timedelta(seconds=6))
+
+    edited = edit_entry("probe", {"schedule": "every second", "kwargs": {"label": "v2"}})
+    remove_entry("doomed")
+    deleted_at = db_now()
+    _wait_db_time(edited.updated_at + delay + timedelta(seconds=4))
+
+    disabled = set_entry_enabled("probe", False)
+    _wait_db_time(disabled.updated_at + delay + timedelta(seconds=3))
+
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+    for worker in workers:
+        assert worker.wait(timeout=60) == 0, worker.output()
+
+    old, new = (
+        get_entries({"x": {"job": PROBE, "schedule": text}})[0].schedule
+        for text in ("every 2 seconds", "every second")
+    )
+    ticks = _ticks("probe")
+    # Created while they ran: from its very next tick on, each tick once.
+    assert ticks[0] == old.next_after(created["probe"])
+    # No tick lost: every tick of the old schedule (the new one shares them all)...
+    assert set(old.between(ticks[0] - timedelta(microseconds=1), ticks[-1])) <= set(ticks)
+    # ...and every tick of the new one from the documented delay until disabled.
+    effective = edited.updated_at + delay
+    assert set(new.between(effective, disabled.updated_at)) <= set(ticks)
+    # None of the new schedule before the edit; none at all once disabled (after the delay).
+    assert all(t.second % 2 == 0 for t in ticks if t <= edited.updated_at)
+    assert not [t for t in ticks if t > disabled.updated_at + delay]
+    # Exactly once: one job per ledger row, each with its own fire time.
+    jobs = list(Job.objects.filter(meta__schedule="probe"))
+    assert sorted(datetime.fromisoformat(job.meta["fire_time"]) for job in jobs) == ticks
+    late = [job for job in jobs if datetime.fromisoformat(job.meta["fire_time"]) > effective]
+    assert late
+    assert all(job.kwargs == {"label": "v2"} for job in late)
+    # Deleted: its ticks stop after the delay, its history (ledger rows, jobs) stays.
+    gone = _ticks("doomed")
+    assert gone[0] == new.next_after(created["doomed"])
+    assert gone == new.between(gone[0] - timedelta(microseconds=1), gone[-1])
+    assert gone[-1] <= deleted_at + delay
+    assert Job.objects.filter(meta__schedule="doomed").count() == len(gone)
+    for worker in workers:
+        output = worker.output()
+        assert "added or enabled in the database" in output
+        assert "Traceback" not in output
+        assert " ERROR " not in output

@@ -1,8 +1,11 @@
-"""The schedules page: every PERIODIC entry, when it fires, how its last run went.
+"""The schedules page: every periodic entry, when it fires, how its last run went.
 
-Enable / disable are stored in the database (``ScheduleState``) and override
-the entry's ``enabled`` setting for every scheduler; "follow settings" drops
-the override. "Run now" enqueues one run through the tick ledger, as
+Settings entries (read-only, "from settings") and database entries (edited
+through ``ScheduleEntryAdmin``) side by side. For a settings entry, enable /
+disable are stored in ``ScheduleState`` and override its ``enabled`` setting
+for every scheduler; "follow settings" drops the override. For a database
+entry they change the entry itself and need ``change_scheduleentry`` too (and
+go to the admin log). "Run now" enqueues one run through the tick ledger, as
 ``manage.py jobs schedule run`` does. Each POST needs ``manage_schedule``.
 """
 
@@ -20,8 +23,11 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
+from ..conf import app_settings
 from ..exceptions import DurableJobsError
+from ..models import ScheduleEntry
 from ..periodic import PeriodicConfigError
+from ..schedule_entries import settings_names
 from ..schedule_ops import (
     ScheduleInfo,
     describe_schedules,
@@ -59,6 +65,17 @@ class SchedulesPage(AdminPage):
             raise PermissionDenied
         name = request.POST.get("name", "")
         action = request.POST.get("action", "")
+        row = (
+            None
+            if name in settings_names()
+            else ScheduleEntry.objects.using(app_settings.DATABASE).filter(name=name).first()
+        )
+        if (
+            row is not None
+            and action in ("enable", "disable")
+            and not request.user.has_perm("django_durable_jobs.change_scheduleentry")
+        ):
+            raise PermissionDenied
         try:
             if action == "run-now":
                 job_id = run_schedule_now(name)
@@ -69,6 +86,8 @@ class SchedulesPage(AdminPage):
             elif action in ("enable", "disable", "follow-settings"):
                 enabled = {"enable": True, "disable": False, "follow-settings": None}[action]
                 set_schedule_enabled(name, enabled)
+                if row is not None and enabled is not None:
+                    _log_enabled(request, model_admin, row, enabled)
                 done = {
                     "enable": _("Schedule “%(name)s” is enabled."),
                     "disable": _("Schedule “%(name)s” is disabled."),
@@ -85,16 +104,37 @@ class SchedulesPage(AdminPage):
 
     def view(self, request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
         site = model_admin.admin_site.name
-        rows = [_row(info, site) for info in describe_schedules()]
+        infos = describe_schedules()
+        ids = dict(
+            ScheduleEntry.objects.using(app_settings.DATABASE)
+            .filter(name__in=[i.name for i in infos if i.source == "database"])
+            .values_list("name", "id")
+        )
+        can_edit = request.user.has_perm("django_durable_jobs.change_scheduleentry")
+        rows = [_row(info, site, ids.get(info.name), can_edit) for info in infos]
+        can_add = request.user.has_perm("django_durable_jobs.add_scheduleentry")
         return self.render(
             request,
             model_admin,
             {
                 "schedules": rows,
                 "can_manage": request.user.has_perm("django_durable_jobs.manage_schedule"),
+                "can_edit": can_edit,
+                "add_url": reverse(f"{site}:django_durable_jobs_scheduleentry_add")
+                if can_add
+                else None,
                 "act_url": reverse(f"{site}:{self.url_name(model_admin)}_act"),
             },
         )
+
+
+def _log_enabled(
+    request: HttpRequest, model_admin: ModelAdmin, row: ScheduleEntry, enabled: bool
+) -> None:
+    """Into Django's admin log, as the entry's own admin would write it."""
+    entries_admin = model_admin.admin_site._registry.get(ScheduleEntry)
+    if entries_admin is not None:
+        entries_admin.log_change(request, row, [{"changed": {"fields": ["enabled"]}}])
 
 
 def _moment(moment: datetime, zone_name: str) -> dict[str, str]:
@@ -113,8 +153,13 @@ def _moment(moment: datetime, zone_name: str) -> dict[str, str]:
     }
 
 
-def _row(info: ScheduleInfo, site: str) -> dict[str, Any]:
+def _row(
+    info: ScheduleInfo, site: str, entry_id: int | None = None, can_edit: bool = False
+) -> dict[str, Any]:
     job_url = None
+    edit_url = None
+    if info.source == "database" and entry_id is not None and can_edit:
+        edit_url = reverse(f"{site}:django_durable_jobs_scheduleentry_change", args=[entry_id])
     if info.last_job_id is not None:
         job_url = reverse(f"{site}:django_durable_jobs_job_change", args=[info.last_job_id])
     upcoming = [_moment(moment, info.timezone) for moment in info.next_fire_times]
@@ -127,4 +172,6 @@ def _row(info: ScheduleInfo, site: str) -> dict[str, Any]:
         "last": _moment(info.last_fire_time, info.timezone) if info.last_fire_time else None,
         "last_status": status_badge(info.last_status) if info.last_status else None,
         "job_url": job_url,
+        "edit_url": edit_url,
+        "from_database": info.source == "database",
     }

@@ -145,9 +145,10 @@ class Worker:
         self.install_signal_handlers = install_signal_handlers
         self.recycle = recycle
         self.parent_pid = parent_pid
-        # The periodic scheduler runs in its own thread; a broken PERIODIC entry
-        # raises PeriodicConfigError here, before anything starts.
-        self.scheduler = Scheduler(database=self.alias) if scheduler and settings.PERIODIC else None
+        # The periodic scheduler runs in its own thread, also without PERIODIC entries
+        # (database entries may appear at any time); a broken PERIODIC entry raises
+        # PeriodicConfigError here, before anything starts.
+        self.scheduler = Scheduler(database=self.alias) if scheduler else None
 
         self.id = worker_id or uuid.uuid4()
         self.exit_code = 0

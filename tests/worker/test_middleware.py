@@ -345,7 +345,7 @@ BAD = {
 @pytest.mark.parametrize(("value", "fragment"), BAD.values(), ids=BAD)
 def test_a_bad_middleware_setting_is_a_check_error(settings, value, fragment):
     settings.DURABLE_JOBS = {**settings.DURABLE_JOBS, "MIDDLEWARE": value}
-    (message,) = [m for m in check_settings() if m.id == "django_durable_jobs.E030"]
+    (message,) = [m for m in check_settings() if m.id == "django_durable_jobs.E012"]
     assert fragment in message.msg
     assert message.hint
 
@@ -358,4 +358,4 @@ def test_good_middleware_passes_the_check(settings):
 def test_a_worker_with_a_bad_middleware_path_does_not_start(start_worker):
     worker = start_worker("--burst", settings={"MIDDLEWARE": ["no_such_module.tenant"]})
     assert worker.wait() != 0
-    assert "django_durable_jobs.E030" in worker.output()
+    assert "django_durable_jobs.E012" in worker.output()

@@ -1,0 +1,36 @@
+"""The database entries' one vendor statement: serialize their writers, read the clock.
+
+Writers of ``ScheduleEntry`` take this lock first in their transaction, so
+their versions are handed out in commit order and a scheduler that has seen
+version V has seen every change before it. PostgreSQL: a transaction-level
+advisory lock (released at commit or rollback). SQLite: a write that changes
+nothing, which takes the database's one write lock (it allows a single
+writer) while the snapshot is still fresh.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.db import connections
+
+from ..models import ScheduleEntry
+
+ENTRY_TABLE = ScheduleEntry._meta.db_table
+#: Any constant: the advisory lock's key ("ddjsched" in ASCII, within a bigint).
+_LOCK_KEY = 0x64646A7363686564
+
+_SQLITE_LOCK = f"UPDATE {ENTRY_TABLE} SET version = version WHERE id = -1"
+
+
+def lock_entries(alias: str) -> datetime:
+    """Take the writers' lock (inside a transaction); return the database clock after it."""
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+            # clock_timestamp(), not now(): now() is when a transaction that waited began.
+            cursor.execute("SELECT clock_timestamp()")
+            return cursor.fetchone()[0].astimezone(UTC)
+        cursor.execute(_SQLITE_LOCK)
+    return datetime.now(UTC)
