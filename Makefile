@@ -68,18 +68,20 @@ test-postgres: install
 		if [ "$$CI" = "true" ]; then exit 1; fi; \
 	fi
 
-## test-matrix: the suite on MATRIX_PY + MATRIX_DJANGO (default 3.13 + 6.1), SQLite then
-## PostgreSQL. CI passes PYTEST_ARGS='-m "not slow"' (see .ci/run).
+## test-matrix: the suite on MATRIX_PY + MATRIX_DJANGO (default 3.13 + 6.1), on MATRIX_DBS
+## (default: SQLite then PostgreSQL). CI passes PYTEST_ARGS='-m "not slow"' and one database
+## per combination (see .ci/run).
+MATRIX_DBS ?= sqlite postgres
 test-matrix: install-matrix
-	@echo "==> tests on SQLite, $$($(MBIN)/python -c 'import sys, django; print(f"Python {sys.version.split()[0]}, Django {django.__version__}")')"
-	TEST_DB=sqlite $(MBIN)/python -m pytest $(PYTEST_ARGS)
-	@if $(MBIN)/python tests/pg_reachable.py; then \
-		echo "==> tests on PostgreSQL, $$($(MBIN)/python -c 'import sys, django; print(f"Python {sys.version.split()[0]}, Django {django.__version__}")')"; \
-		TEST_DB=postgres $(MBIN)/python -m pytest $(PYTEST_ARGS); \
-	else \
-		echo "!! PostgreSQL is NOT reachable: the Django $(MATRIX_DJANGO) tests on it did NOT run"; \
-		if [ "$$CI" = "true" ]; then exit 1; fi; \
-	fi
+	@for db in $(MATRIX_DBS); do \
+		if [ "$$db" = postgres ] && ! $(MBIN)/python tests/pg_reachable.py; then \
+			echo "!! PostgreSQL is NOT reachable: the Django $(MATRIX_DJANGO) tests on it did NOT run"; \
+			if [ "$$CI" = "true" ]; then exit 1; fi; \
+			continue; \
+		fi; \
+		echo "==> tests on $$db, $$($(MBIN)/python -c 'import sys, django; print(f"Python {sys.version.split()[0]}, Django {django.__version__}")')"; \
+		TEST_DB=$$db $(MBIN)/python -m pytest $(PYTEST_ARGS) || exit 1; \
+	done
 
 ## typecheck: mypy with django-stubs on the package (Django 6.1 stubs).
 typecheck: install-matrix
