@@ -10,12 +10,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .conf import app_settings
 from .exceptions import DurableJobsError
 from .ledger import DatabaseClock, TickOutcome, enqueue_tick, last_run
 from .models import Job, ScheduleEntry, ScheduleState
 from .periodic import LATEST, PeriodicConfigError, PeriodicEntry, load_entries, raw_entries
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
 
 logger = logging.getLogger("django_durable_jobs.scheduler")
 
@@ -63,9 +67,17 @@ class ScheduleInfo:
 
 
 def describe_schedules(
-    now: datetime | None = None, *, count: int = 3, tag: str | None = None
+    now: datetime | None = None,
+    *,
+    count: int = 3,
+    tag: str | None = None,
+    database_rows: QuerySet[ScheduleEntry] | None = None,
 ) -> list[ScheduleInfo]:
-    """Every PERIODIC entry (broken ones too), by name, with its next ``count`` fire times."""
+    """Every PERIODIC entry (broken ones too), by name, with its next ``count`` fire times.
+
+    Database entries too: all of them, or only ``database_rows`` (a page of them,
+    for the admin: each described entry is parsed and validated, ~1 ms apiece).
+    """
     alias = app_settings.DATABASE
     now = now or DatabaseClock(alias).now()
     entries, problems = load_entries()
@@ -121,14 +133,18 @@ def describe_schedules(
                 problems=tuple(p.message for p in problems if p.entry == name),
             )
         )
-    infos += _database_infos(alias, now, count, {info.name for info in infos})
+    infos += _database_infos(alias, now, count, {info.name for info in infos}, database_rows)
     if tag is not None:
         infos = [info for info in infos if tag in info.tags]
     return sorted(infos, key=lambda info: (info.name, info.source != "settings"))
 
 
 def _database_infos(
-    alias: str, now: datetime, count: int, shadowed: set[str]
+    alias: str,
+    now: datetime,
+    count: int,
+    shadowed: set[str],
+    selected: QuerySet[ScheduleEntry] | None = None,
 ) -> list[ScheduleInfo]:
     """The database entries as ScheduleInfo (``source="database"``): two queries in all."""
     from django.db.models import OuterRef, Subquery
@@ -139,13 +155,12 @@ def _database_infos(
     runs = ScheduleTick.objects.filter(schedule=OuterRef("name"), job_id__isnull=False).order_by(
         "-fire_time"
     )
+    chosen = ScheduleEntry.objects.using(alias) if selected is None else selected
     rows = list(
-        ScheduleEntry.objects.using(alias)
-        .annotate(
+        chosen.annotate(
             last_fire=Subquery(runs.values("fire_time")[:1]),
             last_job=Subquery(runs.values("job_id")[:1]),
-        )
-        .order_by("name")
+        ).order_by("name")
     )
     statuses = dict(
         Job.objects.using(alias)
