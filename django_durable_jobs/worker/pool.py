@@ -405,15 +405,22 @@ class JobPool:
 
     # -- timeouts (called by the watchdog) ---------------------------------------------
     def timed_out(self, slot: Slot) -> None:
-        """Free the slot now, and record the timeout so the job is retried per its policy."""
+        """Replace the thread now, record the timeout (retried per the job's policy), free the slot.
+
+        The slot is freed only once the outcome is written: until then the pool is
+        not idle, so a ``--burst`` worker or a shutdown cannot end with the job
+        still RUNNING (its thread is gone, and the outcome not yet written).
+        """
         job = slot.job
         self._spawn()
-        self._free(None)
         definition = registry.find(job.name)
         policy = definition.retry if definition is not None else DEFAULT_RETRY
         outcome = outcomes.timed_out(slot.attempt(self.worker_id), policy, slot.stack)
         outcome.started, outcome.context = slot.started, slot.context
         outcome.duration = time.monotonic() - slot.started
-        self.recorder.record_and_announce([outcome])
-        self._forget([outcome])
+        try:
+            self.recorder.record_and_announce([outcome])
+        finally:
+            self._forget([outcome])
+            self._free(None)
         log_outcome(outcome)

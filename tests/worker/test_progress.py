@@ -95,7 +95,8 @@ def test_a_timed_out_job_keeps_its_last_value(start_worker):
     worker = start_worker("--burst", "--poll-interval", "0.05")
     assert worker.wait() == 0, worker.output()
     job = Job.objects.get(id=handle.id)
-    assert (job.status, job.last_error["outcome"]) == (JobStatus.FAILED, "timeout")
+    assert job.status == JobStatus.FAILED, (job.status, worker.output())
+    assert job.last_error["outcome"] == "timeout"
     assert job.progress["done"] == 300
 
 
