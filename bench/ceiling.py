@@ -14,6 +14,8 @@ connection in autocommit, each statement its own transaction:
 * ``insert``: one INSERT of a READY no-op job per round trip (the columns and
   defaults ``enqueue()`` writes, ``RETURNING id``, prepared), W1's job count.
   No NOTIFY: our enqueue sends one in the same statement; the ceiling does not.
+  ``insert_notify`` is the same with that NOTIFY (``pg_notify`` in a CTE, as
+  ours): not a ceiling, it says how much of the gap the wake-up accounts for.
 * ``batch``: a backlog of W3's job count (the same rows as common.BACKLOG_SQL),
   then, until it is empty, a claim of 50 of the same shape as the worker's (a
   CTE of ids ``FOR UPDATE SKIP LOCKED`` in priority order from the READY index,
@@ -47,6 +49,11 @@ INSERT INTO {JOB_TABLE} (name, queue, priority, status, args, kwargs, errors, at
 VALUES (%s, %s, 0, 'READY', %s::jsonb, '{{}}'::jsonb, '[]'::jsonb, 0, 5, now(), now(),
         0, 0, 0, '{{}}'::jsonb)
 RETURNING id
+"""
+# The same with the wake-up our enqueue sends (django_durable_jobs.constants.NOTIFY_CHANNEL).
+INSERT_NOTIFY_SQL = f"""
+WITH ins AS ({INSERT_SQL.strip().removesuffix("RETURNING id")}RETURNING id, queue)
+SELECT id, pg_notify('durable_jobs', queue) FROM ins
 """
 CLAIM_SQL = f"""
 WITH c AS (
@@ -109,12 +116,12 @@ def create_table(pg_url: str) -> str:
     return dsn
 
 
-def measure_insert(conn, n: int) -> dict:
+def measure_insert(conn, n: int, sql: str = INSERT_SQL) -> dict:
     conn.execute(f"TRUNCATE {JOB_TABLE}")
     conn.execute("CHECKPOINT")
     started = time.perf_counter()
     for i in range(n):
-        conn.execute(INSERT_SQL, ["noop", "default", f"[{i}]"], prepare=True).fetchone()
+        conn.execute(sql, ["noop", "default", f"[{i}]"], prepare=True).fetchone()
     elapsed = time.perf_counter() - started
     written = conn.execute(f"SELECT count(*) FROM {JOB_TABLE}").fetchone()[0]
     assert written == n, f"inserted {written} of {n}"
@@ -163,6 +170,7 @@ def measure(pg_url: str) -> dict:
         server = conn.execute("SELECT version()").fetchone()[0]
         if wanted("W1"):
             runs["insert"] = [measure_insert(conn, job_count(5000, "W1"))]
+            runs["insert_notify"] = [measure_insert(conn, job_count(5000, "W1"), INSERT_NOTIFY_SQL)]
         if wanted("W3"):
             runs["batch"] = [measure_batch(conn, job_count(10000, "W3"))]
         conn.execute(f"TRUNCATE {JOB_TABLE}")
@@ -211,7 +219,12 @@ def main() -> int:
     out = common.RESULTS / time.strftime("%Y%m%dT%H%M%S")
     with common.private_server() as pg_url:
         result = run(pg_url, out, "1")
-    for step, label in (("insert", "INSERT per job"), ("batch", f"claim {BATCH} + complete")):
+    steps = (
+        ("insert", "INSERT per job"),
+        ("insert_notify", "INSERT + NOTIFY per job"),
+        ("batch", f"claim {BATCH} + complete"),
+    )
+    for step, label in steps:
         for r in result["runs"].get(step, []):
             print(f"{label}: {r['jobs_per_s']:,.0f} jobs/s ({r['n']:,} jobs, {r['wall_s']:.2f} s)")
     log(f"results in {out}")

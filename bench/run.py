@@ -199,6 +199,13 @@ def ceiling_table(rounds: list[dict]) -> str:
             f"| {label} | {cell(ours, [], ours=False, nd=0)} | {step_label} "
             f"| {cell(top, [], ours=False, nd=0)} | {share} | ≥ {target:.0%} |"
         )
+    notify = [value(r[CEILING], "insert_notify", "jobs_per_s") for r in rounds]
+    if any(notify):
+        lines += [
+            "",
+            "Not a ceiling: the same INSERT with the wake-up NOTIFY our enqueue sends, "
+            f"{cell(notify, [], ours=False, nd=0)} jobs/s.",
+        ]
     return "\n".join(lines)
 
 
