@@ -22,6 +22,7 @@ Results: bench/results/<stamp>/ (raw JSON per system and round, table.md).
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import sys
@@ -191,7 +192,8 @@ def ceiling_table(rounds: list[dict]) -> str:
         ]
         share = "n/a"
         if shares:
-            share = f"{statistics.median(shares):.0%}"
+            # Rounded down: a share just below its target never prints as the target.
+            share = f"{math.floor(statistics.median(shares) * 1000) / 10:.1f}%"
             if len(shares) > 1:
                 share += f" ({min(shares):.0%}–{max(shares):.0%})"
             share += " ✓" if statistics.median(shares) >= target else " ✗"
