@@ -10,6 +10,10 @@ W4 enqueue->start latency, peak worker RSS) in its own virtualenv
 and removed afterwards. Rounds are interleaved (each round runs every system
 once, in a rotated order), so each ratio compares numbers from the same minutes;
 the table shows medians over rounds and the median (min-max) of per-round ratios.
+The raw-SQL ceiling (``bench/ceiling.py``: one INSERT per job; a batch claim of
+50 + batch complete) takes its turn in each round like a system, and a second
+table gives our single enqueue and steady drain as shares of it, with issue 21's
+targets.
 
 Environment: BENCH_REPEATS, BENCH_SCALE, BENCH_ONLY (e.g. W3,W4), BENCH_SYSTEMS
 (e.g. durable_jobs,pgqueuer; ``ceiling`` is the raw-SQL ceiling, bench/ceiling.py,
