@@ -103,7 +103,8 @@ lint: install
 	$(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings
 	cd example_project && ../$(BIN)/python manage.py makemigrations --check --dry-run
 
-## bench: our worker vs pgqueuer, procrastinate, django-tasks-db, one table of ratios
+## bench: our worker vs pgqueuer, procrastinate, django-tasks-db, one table of ratios,
+## and our figures as shares of the raw-SQL ceiling measured in the same rounds
 ## (private PostgreSQL, a virtualenv per system under bench/.venvs; ~10-15 min). See bench/README.md.
 bench:
 	$(PYTHON) bench/run.py

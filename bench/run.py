@@ -10,9 +10,14 @@ W4 enqueue->start latency, peak worker RSS) in its own virtualenv
 and removed afterwards. Rounds are interleaved (each round runs every system
 once, in a rotated order), so each ratio compares numbers from the same minutes;
 the table shows medians over rounds and the median (min-max) of per-round ratios.
+The raw-SQL ceiling (``bench/ceiling.py``: one INSERT per job; a batch claim of
+50 + batch complete) takes its turn in each round like a system, and a second
+table gives our single enqueue and steady drain as shares of it, with issue 21's
+targets.
 
 Environment: BENCH_REPEATS, BENCH_SCALE, BENCH_ONLY (e.g. W3,W4), BENCH_SYSTEMS
-(e.g. durable_jobs,pgqueuer), BENCH_PG_URL (use that server instead of a private
+(e.g. durable_jobs,pgqueuer; ``ceiling`` is the raw-SQL ceiling, bench/ceiling.py,
+measured in each round like a system), BENCH_PG_URL (use that server instead of a private
 one), BENCH_PEERS_DIR (the shared harness), BENCH_DDJ_ARGS / BENCH_DDJ_SETTINGS
 (runworker arguments / DURABLE_JOBS overrides for experiments).
 Results: bench/results/<stamp>/ (raw JSON per system and round, table.md).
@@ -21,6 +26,7 @@ Results: bench/results/<stamp>/ (raw JSON per system and round, table.md).
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import sys
@@ -29,10 +35,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import ceiling
 import common
 from common import SYSTEMS, log
 
 OURS = "durable_jobs"
+CEILING = "ceiling"
+
+# Our figures against the ceiling that bounds them (bench/ceiling.py), with issue 21's targets:
+# (label, our workload, our field, ceiling step, ceiling label, target share)
+SHARES = [
+    ("single enqueue (W1)", "W1", "jobs_per_s", "insert", "one INSERT per job", 0.80),
+    (
+        "steady drain (W3 default, steady)",
+        "W3_cdefault",
+        "steady_jobs_per_s",
+        "batch",
+        f"claim {ceiling.BATCH} + batch complete",
+        0.90,
+    ),
+]
 
 # (key in the table, workload key in runner results, field, label, higher is better)
 METRICS = [
@@ -153,6 +175,46 @@ def table(rounds: list[dict], systems: list[str], meta: dict) -> str:
     return "\n".join(lines)
 
 
+def ceiling_table(rounds: list[dict]) -> str:
+    """Each of our figures as a share of its ceiling, within each round."""
+    lines = [
+        "Against the database's own ceiling (raw psycopg on one connection, same server, "
+        "same rounds; share = ours ÷ ceiling within a round, median (min–max)):",
+        "",
+        "| our figure | jobs/s | ceiling | jobs/s | share | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, workload, field, step, step_label, target in SHARES:
+        ours = [value(r[OURS], workload, field) for r in rounds if OURS in r]
+        top = [value(r[CEILING], step, "jobs_per_s") for r in rounds]
+        shares = [
+            a / b
+            for r in rounds
+            if OURS in r
+            and (a := value(r[OURS], workload, field))
+            and (b := value(r[CEILING], step, "jobs_per_s"))
+        ]
+        share = "n/a"
+        if shares:
+            # Rounded down: a share just below its target never prints as the target.
+            share = f"{math.floor(statistics.median(shares) * 1000) / 10:.1f}%"
+            if len(shares) > 1:
+                share += f" ({min(shares):.0%}–{max(shares):.0%})"
+            share += " ✓" if statistics.median(shares) >= target else " ✗"
+        lines.append(
+            f"| {label} | {cell(ours, [], ours=False, nd=0)} | {step_label} "
+            f"| {cell(top, [], ours=False, nd=0)} | {share} | ≥ {target:.0%} |"
+        )
+    notify = [value(r[CEILING], "insert_notify", "jobs_per_s") for r in rounds]
+    if any(notify):
+        lines += [
+            "",
+            "Not a ceiling: the same INSERT with the wake-up NOTIFY our enqueue sends, "
+            f"{cell(notify, [], ours=False, nd=0)} jobs/s.",
+        ]
+    return "\n".join(lines)
+
+
 def main() -> int:
     smoke = "--smoke" in sys.argv[1:]
     if smoke:
@@ -161,14 +223,16 @@ def main() -> int:
         # A drain must outlast the harness's 50 ms polling (runner.py divides by it).
         os.environ.setdefault("BENCH_N_W3", "1000")
     repeats = int(os.environ.get("BENCH_REPEATS", "3"))
-    systems = [s for s in os.environ.get("BENCH_SYSTEMS", ",".join(SYSTEMS)).split(",") if s]
-    unknown = set(systems) - set(SYSTEMS)
+    known = [*SYSTEMS, CEILING]
+    systems = [s for s in os.environ.get("BENCH_SYSTEMS", ",".join(known)).split(",") if s]
+    unknown = set(systems) - set(known)
     if unknown:
-        sys.exit(f"unknown system(s) {sorted(unknown)}; choose from {sorted(SYSTEMS)}")
+        sys.exit(f"unknown system(s) {sorted(unknown)}; choose from {sorted(known)}")
     if not (common.SHARED / "runner.py").exists():
         sys.exit(f"the shared peer harness is missing: {common.SHARED} (set BENCH_PEERS_DIR)")
     for system in systems:
-        common.ensure_venv(system)
+        # The ceiling runs in our virtualenv (psycopg, and our migrations for its table).
+        common.ensure_venv(OURS if system == CEILING else system)
     out = common.RESULTS / time.strftime("%Y%m%dT%H%M%S")
     scratch = out / "scratch"
     rounds: list[dict] = []
@@ -180,19 +244,25 @@ def main() -> int:
             rnd = {}
             for system in order:
                 log(f"round {r + 1}/{repeats}: {system}")
+                if system == CEILING:
+                    rnd[system] = ceiling.run(pg_url, out, str(r + 1))
+                    continue
                 rnd[system] = common.run_runner(
                     system, pg_url, out, BENCH_REPEATS="1", BENCH_SCRATCH=str(scratch)
                 )
             rounds.append(rnd)
             loads.append(f"{before:.1f}/{os.getloadavg()[0]:.1f}")
-    first = next(iter(rounds[0].values()))["meta"]
+    peers = [s for s in systems if s != CEILING]
+    first = rounds[0][(peers or systems)[0]]["meta"]
     meta = {
         "cpus": first["cpus"],
         "server": first["server"].split(" on ")[0],
         "load": loads,
         "scale": os.environ.get("BENCH_SCALE", "1.0"),
     }
-    text = table(rounds, systems, meta)
+    text = table(rounds, peers, meta) if peers else ""
+    if CEILING in systems:
+        text = "\n\n".join(t for t in (text, ceiling_table(rounds)) if t)
     (out / "table.md").write_text(text + "\n")
     (out / "rounds.json").write_text(json.dumps({"meta": meta, "rounds": rounds}, indent=1))
     print(text)
