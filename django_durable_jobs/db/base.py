@@ -99,8 +99,17 @@ class Backend:
     """SQL for one database alias. Methods use the calling thread's Django connection."""
 
     vendor = ""
+    # What the database can do, in the style of Django's ``features.supports_*``:
+    # callers branch on these, never on the vendor or on ``hasattr``.
     #: Idle workers can be woken by NOTIFY (``listen_connection``); else they poll.
     supports_listen_notify = False
+    #: Concurrent claims skip rows another transaction holds (``FOR UPDATE SKIP
+    #: LOCKED``); without it the database has one writer at a time (SQLite).
+    supports_skip_locked = False
+    #: One ``INSERT ... RETURNING`` gives the ids of many inserted rows.
+    supports_returning = False
+    #: Hot statements can be prepared once per connection (``PREPARED_STATEMENTS``).
+    supports_prepared_statements = False
 
     def __init__(self, alias: str) -> None:
         self.alias = alias

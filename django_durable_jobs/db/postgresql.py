@@ -433,6 +433,9 @@ _PREPARE_WHEN_ASKED = sys.maxsize
 class PostgreSQLBackend(Backend):
     vendor = "postgresql"
     supports_listen_notify = True
+    supports_skip_locked = True
+    supports_returning = True
+    supports_prepared_statements = True
 
     def _run(self, sql: str, params: Any, *, prepare: bool = False) -> list[Any]:
         """Execute a hot statement on this thread's Django connection; its rows.

@@ -196,6 +196,7 @@ def is_locked_error(exc: BaseException) -> bool:
 
 class SQLiteBackend(Backend):
     vendor = "sqlite"
+    supports_returning = True
 
     def _dt(self, value: datetime | None) -> str | None:
         return self.connection.ops.adapt_datetimefield_value(value)
