@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+TEST_MYSQL_URL ?= mysql://root@127.0.0.1:3306/test
 PYTEST_ARGS ?=
-export TEST_POSTGRES_URL
+export TEST_POSTGRES_URL TEST_MYSQL_URL
 
 # The other combinations of the version matrix (make test is Python 3.11 + Django 5.2):
 # MATRIX_PY + MATRIX_DJANGO in MATRIX_VENV. Default: the newest, 3.13 + 6.1, which also
@@ -16,7 +17,7 @@ MATRIX_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/$(MATRIX_PY)*/bin/
 MATRIX_VENV ?= .venv-py$(subst .,,$(MATRIX_PY))-dj$(subst .,,$(MATRIX_DJANGO))
 MBIN := $(MATRIX_VENV)/bin
 
-.PHONY: install install-matrix demo test test-sqlite test-postgres test-matrix typecheck docs \
+.PHONY: install install-matrix demo test test-sqlite test-postgres test-mariadb test-matrix typecheck docs \
 	package-check lint format clean \
 	bench bench-smoke bench-history bench-profile bench-soak bench-knobs
 
@@ -48,8 +49,9 @@ demo: install
 	cd example_project && ../$(BIN)/python manage.py enqueue_demo_jobs
 	cd example_project && ../$(BIN)/python run_demo.py
 
-## test: the whole suite on SQLite, then on PostgreSQL (TEST_POSTGRES_URL).
-test: install test-sqlite test-postgres
+## test: the whole suite on SQLite, PostgreSQL (TEST_POSTGRES_URL) and MariaDB/MySQL
+## (TEST_MYSQL_URL). `make -j3 test` runs the three at once.
+test: install test-sqlite test-postgres test-mariadb
 
 test-sqlite: install
 	@echo "==> tests on SQLite"
@@ -64,6 +66,26 @@ test-postgres: install
 		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
 		echo "!!  PostgreSQL is NOT reachable: the PostgreSQL half of the suite did  !!"; \
 		echo "!!  NOT run. Start PostgreSQL or set TEST_POSTGRES_URL.                 !!"; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+		if [ "$$CI" = "true" ]; then exit 1; fi; \
+	fi
+
+# mysqlclient builds against the client library (Debian: libmariadb-dev, pkg-config); it
+# is installed only here, so that `make install` works on a machine without them.
+$(BIN)/.mysql-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[dev,mysql]"
+	touch $@
+
+test-mariadb: install
+	@if $(MAKE) --no-print-directory $(BIN)/.mysql-installed && $(BIN)/python tests/mysql_reachable.py; then \
+		echo "==> tests on MariaDB/MySQL ($(TEST_MYSQL_URL))"; \
+		TEST_DB=mariadb $(BIN)/python -m pytest $(PYTEST_ARGS); \
+	else \
+		echo ""; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+		echo "!!  MariaDB/MySQL is NOT reachable (or mysqlclient would not install):  !!"; \
+		echo "!!  the MariaDB half of the suite did NOT run. Start MariaDB, set        !!"; \
+		echo "!!  TEST_MYSQL_URL, or apt-get install libmariadb-dev pkg-config.       !!"; \
 		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
 		if [ "$$CI" = "true" ]; then exit 1; fi; \
 	fi

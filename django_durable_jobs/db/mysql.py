@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 
 from ..constants import STATUS_BITS, JobStatus
 from ..meta import ORPHANED
@@ -157,17 +157,42 @@ def _lock_name(kind: str, key: str) -> str:
     return f"ddj:{kind}:{hashlib.blake2b(key.encode(), digest_size=20).hexdigest()}"
 
 
+#: Seconds an insert waits for its turn among inserters of the same key (see one_inserter).
+_INSERTER_WAIT = 600
+
+
+@contextmanager
+def one_inserter(cursor: Any, kind: str, key: str) -> Iterator[None]:
+    """Around an insert of a unique key: one inserter of that key at a time may wait on it.
+
+    InnoDB makes every insert of a key that an open transaction holds wait,
+    each with a shared lock on the row; when that transaction rolls back,
+    two waiters both need the row exclusively, and InnoDB picks one as a
+    deadlock victim and rolls back its whole transaction (seen with 20 racing
+    enqueues of one key: 18 deadlocks, and no job at all). Under this named
+    lock, held for the statement only, the others queue here instead, and the
+    single waiter inserts when the holder rolls back, or finds the key taken
+    when it commits: PostgreSQL's behaviour.
+    """
+    name = _lock_name(kind, key)
+    cursor.execute("SELECT GET_LOCK(%s, %s)", [name, _INSERTER_WAIT])
+    if cursor.fetchone()[0] != 1:
+        raise OperationalError(
+            f"waited {_INSERTER_WAIT} s for other inserts of the key {key!r}; is a transaction "
+            "that holds it left open?"
+        )
+    try:
+        yield
+    finally:
+        cursor.execute("DO RELEASE_LOCK(%s)", [name])
+
+
 def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _placeholders(count: int) -> str:
     return ", ".join(["%s"] * count)
-
-
-def _ungated(candidate: tuple[Any, ...]) -> bool:
-    """No concurrency key and no rate key (queue gates are checked by ``_Gates`` too)."""
-    return candidate[2] is None and candidate[4] is None
 
 
 def _is_duplicate_unique_key(exc: IntegrityError) -> bool:
@@ -179,8 +204,9 @@ def _is_duplicate_unique_key(exc: IntegrityError) -> bool:
 class _Gates:
     """The gates of one claim: taken under named locks, counted once, filled in claim order."""
 
-    def __init__(self, cursor: Any, queue_gates: tuple[QueueGate, ...]) -> None:
+    def __init__(self, cursor: Any, queue_gates: tuple[QueueGate, ...], *, rated: bool) -> None:
         self.cursor = cursor
+        self.rated = rated  # some job declares a rate limit (else rate keys are not gates)
         self.queue_gates = {gate.queue: gate for gate in queue_gates}
         self.room: dict[tuple[str, str], int | None] = {}  # None: locked by another claim
         self.locked = False
@@ -200,11 +226,13 @@ class _Gates:
     def admit(self, candidate: tuple[Any, ...]) -> bool:
         """Whether this candidate may start now; if so, it takes one place in each of its gates."""
         _, queue, key, key_limit, rate_key, rate_limit, _ = candidate
+        if key is None and (rate_key is None or not self.rated) and queue not in self.queue_gates:
+            return True
         wanted: list[tuple[str, str]] = []
         if key is not None:
             wanted.append(("c", key))
             self._take("c", key, _COUNT_RUNNING_KEY_SQL, key, key_limit)
-        if rate_key is not None:
+        if rate_key is not None and self.rated:
             wanted.append(("r", rate_key))
             self._take("r", rate_key, _COUNT_STARTS_SQL, rate_key, rate_limit)
         gate = self.queue_gates.get(queue)
@@ -275,7 +303,8 @@ class MySQLBackend(Backend):
                 ids.update(zip(chunk, new_ids, strict=True))
             for index in keyed:
                 try:
-                    (ids[index],) = self._insert_rows(cursor, [jobs[index]])
+                    with one_inserter(cursor, "u", jobs[index].unique_key):
+                        (ids[index],) = self._insert_rows(cursor, [jobs[index]])
                 except IntegrityError as exc:
                     if not _is_duplicate_unique_key(exc):
                         raise
@@ -327,10 +356,10 @@ class MySQLBackend(Backend):
             return []
         with self._transaction() as cursor:
             for job_id, amount in counts.items():
-                cursor.execute(
-                    f"UPDATE {JOB_TABLE} SET waiting_for = GREATEST(waiting_for - %s, 0) "
-                    "WHERE id = %s",
-                    [amount, job_id],
+                cursor.execute(  # (unsigned column: no negative intermediate value)
+                    f"UPDATE {JOB_TABLE} SET waiting_for = "
+                    "CASE WHEN waiting_for > %s THEN waiting_for - %s ELSE 0 END WHERE id = %s",
+                    [amount, amount, job_id],
                 )
             cursor.execute(
                 f"SELECT id FROM {JOB_TABLE} WHERE waiting_for = 0 "
@@ -345,16 +374,21 @@ class MySQLBackend(Backend):
         self, *, worker_id: uuid.UUID, queues: list[str] | None, limit: int, lease_seconds: float
     ) -> list[ClaimedJob]:
         queue_gates = gates_for(queues)
-        rated = job_rate_limits_declared() or any(gate.rate for gate in queue_gates)
+        rated_jobs = job_rate_limits_declared()
+        rated = rated_jobs or any(gate.rate for gate in queue_gates)
         gates: _Gates | None = None
         try:
             with self._transaction() as cursor:
-                conditions, params = self._candidate_conditions(cursor, queues, queue_gates, rated)
+                conditions, params = self._candidate_conditions(
+                    cursor, queues, queue_gates, rated=rated, rated_jobs=rated_jobs
+                )
                 cursor.execute(_CANDIDATES_SQL.format(conditions=conditions), [*params, limit])
                 candidates = cursor.fetchall()
-                gates = _Gates(cursor, queue_gates)
-                allowed = [row for row in candidates if _ungated(row) or gates.admit(row)]
-                rows = self._take(cursor, allowed, worker_id, lease_seconds, queue_gates)
+                gates = _Gates(cursor, queue_gates, rated=rated_jobs)
+                allowed = [row for row in candidates if gates.admit(row)]
+                rows = self._take(
+                    cursor, allowed, worker_id, lease_seconds, queue_gates, rated_jobs
+                )
         finally:
             if gates is not None and gates.locked:
                 # After the commit, so that the next claim of these gates counts our jobs.
@@ -370,7 +404,9 @@ class MySQLBackend(Backend):
         cursor: Any,
         queues: list[str] | None,
         queue_gates: tuple[QueueGate, ...],
+        *,
         rated: bool,
+        rated_jobs: bool,
     ) -> tuple[str, list[Any]]:
         """The claim's filters: the chosen queues, and neither paused queues nor full gates."""
         cursor.execute(
@@ -401,7 +437,7 @@ class MySQLBackend(Backend):
             conditions.append("NOT (r.concurrency_key <=> %s AND r.concurrency_limit <= %s)")
             params += [key, count]
         for key, count in starts.items():
-            if not key.startswith(QUEUE_KEY_PREFIX):
+            if rated_jobs and not key.startswith(QUEUE_KEY_PREFIX):
                 conditions.append("NOT (r.rate_key <=> %s AND r.rate_limit <= %s)")
                 params += [key, count]
         return "".join(f"\n  AND {condition}" for condition in conditions), params
@@ -413,6 +449,7 @@ class MySQLBackend(Backend):
         worker_id: uuid.UUID,
         lease_seconds: float,
         queue_gates: tuple[QueueGate, ...],
+        rated_jobs: bool,
     ) -> list[tuple[Any, ...]]:
         """Lease the allowed candidates, log their rate-limited starts; the claimed rows."""
         if not allowed:
@@ -425,7 +462,7 @@ class MySQLBackend(Backend):
         starts: list[tuple[str, int | None]] = []
         periods = {gate.queue: gate.rate.period for gate in queue_gates if gate.rate is not None}
         for _, queue, _, _, rate_key, _, rate_period in allowed:
-            if rate_key is not None:
+            if rate_key is not None and rated_jobs:
                 starts.append((rate_key, _micros(rate_period)))
             if queue in periods:
                 starts.append((QUEUE_KEY_PREFIX + queue, _micros(periods[queue])))

@@ -47,11 +47,14 @@ def _claim_tick_mysql(cursor: Any, params: list[Any]) -> int | None:
     """MySQL has no ON CONFLICT ... RETURNING: the duplicate-key error is the answer. InnoDB
     rolls back only the failed statement, so the caller's transaction goes on; a concurrent
     insert of the same key waits for the first transaction, as on PostgreSQL."""
+    from .mysql import one_inserter
+
     try:
-        cursor.execute(_INSERT_TICK_SQL, params)
+        with one_inserter(cursor, "t", f"{params[0]}@{params[1]}"):
+            cursor.execute(_INSERT_TICK_SQL, params)
+            return cursor.lastrowid  # (before the lock's release resets it)
     except IntegrityError as exc:
         cause = exc.__cause__
         if cause is not None and getattr(cause, "args", (None,))[0] == _DUPLICATE_KEY:
             return None
         raise
-    return cursor.lastrowid

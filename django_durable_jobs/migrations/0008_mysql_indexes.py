@@ -3,9 +3,10 @@
 MySQL has no partial indexes, so Django creates none of the models' conditional
 indexes or the conditional unique constraint on ``unique_key``: this migration
 creates plain equivalents (a unique index on a nullable column allows many
-NULLs, which is the same promise). Key columns get a binary, no-pad collation:
-with the usual case-insensitive defaults ``"Report"`` and ``"report"`` (or
-``"report "``) would be one unique key, one concurrency key, one queue.
+NULLs, which is the same promise). Key columns (queues, keys, schedule names) get a binary, no-pad
+collation: with the usual case-insensitive defaults ``"Report"`` and
+``"report"`` (or ``"report "``) would be one unique key, one concurrency key,
+one queue; and columns compared with each other must share a collation.
 Nothing happens on other databases.
 """
 
@@ -39,6 +40,8 @@ _EXACT_COLUMNS = [
     ("RateStart", "key"),
     ("QueueState", "name"),
     ("ScheduleTick", "schedule"),
+    ("ScheduleState", "name"),
+    ("ScheduleEntry", "name"),
 ]
 
 

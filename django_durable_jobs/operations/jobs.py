@@ -158,6 +158,8 @@ def retry(
     """
     marker = JSONObject(at=timezone.now().isoformat(), by=actor, attempts=F("attempts"))
     updates = {
+        # Before "attempts": MySQL assigns in order, so the marker must read the old count.
+        "meta": JSONAppendToKey("meta", RETRIED_KEY, marker),
         "status": JobStatus.READY,
         "attempts": 0,
         "run_at": Now(),
@@ -166,7 +168,6 @@ def retry(
         "cancel_requested_at": None,
         "lease_expires_at": None,
         "expires_at": None,
-        "meta": JSONAppendToKey("meta", RETRIED_KEY, marker),
         "unique_key": _unique_key_in(JobStatus.READY),
     }
     result = _operate(target, RETRY, updates, database=database, limit=limit, dry_run=dry_run)

@@ -304,9 +304,9 @@ def test_an_unknown_total_is_an_indeterminate_bar():
     assert '<progress class="ddj-progress" title="1,234"></progress>' in page
 
 
-def test_the_sqlite_and_postgresql_writers_store_the_same_json():
+def test_every_vendors_writer_stores_the_same_json():
     job = make_job(JobStatus.RUNNING, lease_token=2)
     value = {"done": 1.5, "total": 3, "message": "é", "at": None, "attempt": 1}
     get_backend("default").write_progress([(job.id, 2, json.dumps(value))])
     assert _stored(job.id) == value
-    assert connection.vendor in ("sqlite", "postgresql")
+    assert connection.vendor in ("sqlite", "postgresql", "mysql")

@@ -277,9 +277,9 @@ def test_a_process_that_declares_no_rate_limit_claims_with_the_plain_statement(m
     (A row can carry a limit only if some code declared it: during the deploy that adds
     the first one, workers on the old code run those jobs without it, as documented.)
     """
-    from django_durable_jobs.db import postgresql, sqlite
+    from django_durable_jobs.db import mysql, postgresql, sqlite
 
-    for module in (postgresql, sqlite):
+    for module in (postgresql, sqlite, mysql):
         monkeypatch.setattr(module, "job_rate_limits_declared", lambda: False)
     plain = postgresql._claim_statement(filtered=False, gated=False, gates_rated=False, rated=False)
     assert "rate" not in plain
