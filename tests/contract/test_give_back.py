@@ -142,9 +142,7 @@ def test_uncount_charges_nothing_even_on_the_last_attempt(backend):
 def test_the_unique_key_follows_the_new_status(backend):
     ready_running = STATUS_BITS[JobStatus.READY] | STATUS_BITS[JobStatus.RUNNING]
     kept = insert_one("kept", unique_key="kept", unique_states=ready_running)
-    freed = insert_one(
-        "freed", unique_key="freed", unique_states=ready_running, max_attempts=1
-    )
+    freed = insert_one("freed", unique_key="freed", unique_states=ready_running, max_attempts=1)
     jobs = sorted(claim(), key=lambda job: job.id)
     backend.mark_started([(job.id, job.lease_token, 0.0) for job in jobs])
     expire_leases(kept, freed)
