@@ -7,7 +7,7 @@ call it; ``uncount`` is a worker stopped on purpose.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -15,6 +15,8 @@ from django_durable_jobs.constants import STATUS_BITS, AttemptOutcome, JobStatus
 from django_durable_jobs.maintenance import rescue_expired_leases
 from django_durable_jobs.meta import ORPHANED
 from django_durable_jobs.models import FailedAttempts, Job
+from django_durable_jobs.operations.history import history
+from django_durable_jobs.operations.jobs import retry
 
 from .support import (
     claim,
@@ -86,6 +88,10 @@ def test_a_started_job_is_charged_and_an_unstarted_one_is_not(backend):
     assert entry["outcome"] == AttemptOutcome.WORKER_LOST
     assert entry["message"] == "lost it"
     assert uuid.UUID(entry["worker"]) == worker
+    # "at" reads like the worker's own entries: ISO 8601 with its offset (USE_TZ).
+    at = datetime.fromisoformat(entry["at"])
+    assert at.tzinfo is not None
+    assert close_to(at, now())
     assert ORPHANED not in charged.meta
     spared = row(unstarted_id)
     assert (spared.status, spared.attempts, spared.errors) == (JobStatus.READY, 0, [])
@@ -194,3 +200,21 @@ def test_a_lease_still_running_is_not_expired_by_the_clock_of_the_claim():
     claim(lease=600)
     Job.objects.filter(id=job_id).update(lease_expires_at=now() + timedelta(seconds=30))
     assert give_back() == []
+
+
+def test_a_rescued_attempt_takes_its_place_in_the_history_beside_an_operators_retry(backend):
+    """The admin's and ``jobs show``'s history orders entries by their ``at``."""
+    job_id = insert_one(max_attempts=1)
+    for _ in range(2):
+        (job,) = claim()
+        backend.mark_started([(job.id, job.lease_token, 0.0)])
+        expire_leases(job_id)
+        assert give_back() == [(job_id, JobStatus.FAILED, True)]
+        if not row(job_id).meta.get("retried"):
+            retry([job_id])
+    outcomes = [entry["outcome"] for entry in history(row(job_id))]
+    assert outcomes == [
+        AttemptOutcome.WORKER_LOST,
+        AttemptOutcome.OPERATOR_RETRY,
+        AttemptOutcome.WORKER_LOST,
+    ]
