@@ -107,3 +107,21 @@ def test_racing_claimers_never_exceed_a_keys_limit(backend):
         backend.record([succeed(job) for job in claimed])
     # Every round took a full slot of each key that had jobs left (no slot went unused).
     assert rounds == 9
+
+
+def test_renewal_skips_a_row_another_transaction_holds_or_waits_for_the_one_writer(backend):
+    insert(prepared("held"))
+    (job,) = claim()
+    hold = 0.5
+    with Holder(job.id, timeout=hold):  # commits by itself after ``hold`` seconds
+        started = time.monotonic()
+        renewed = backend.renew_leases({job.id: job.lease_token}, 600)
+        seconds = time.monotonic() - started
+    if backend.supports_skip_locked:
+        # That row is being finished, cancelled or rescued right now: the next heartbeat
+        # renews it if it is still ours. Waiting could deadlock with our own completer.
+        assert renewed == {}
+        assert seconds < hold
+    else:
+        assert renewed == {job.id: False}  # it waited for the write lock
+    assert backend.renew_leases({job.id: job.lease_token}, 600) == {job.id: False}
