@@ -390,6 +390,35 @@ def _check_queues(values: dict[str, Any]) -> list[CheckMessage]:
     return errors
 
 
+def _check_mysql_settings(alias: str) -> list[CheckMessage]:
+    """E040: READ COMMITTED; E041: USE_TZ (the claims count and compare in UTC, on the
+    database clock). See docs/topics/databases.md."""
+    errors: list[CheckMessage] = []
+    options = connections[alias].settings_dict.get("OPTIONS") or {}
+    level = str(options.get("isolation_level") or "read committed").lower()
+    if level != "read committed":
+        errors.append(
+            _error(
+                "E040",
+                f"The jobs' database {alias!r} runs at isolation level {level!r}; on "
+                "MariaDB/MySQL django-durable-jobs needs READ COMMITTED (its claims count a "
+                "gate's running jobs under a lock, and must see what other workers committed).",
+                "Remove OPTIONS['isolation_level'] (Django's default is 'read committed') or set "
+                "it to 'read committed'.",
+            )
+        )
+    if not settings.USE_TZ:
+        errors.append(
+            _error(
+                "E041",
+                "USE_TZ is False; on MariaDB/MySQL django-durable-jobs keeps every time in UTC "
+                "on the database clock, as Django does under USE_TZ = True.",
+                "Set USE_TZ = True (Django's default since 5.0).",
+            )
+        )
+    return errors
+
+
 def _check_database(alias: Any) -> list[CheckMessage]:
     if alias not in settings.DATABASES:
         return [
@@ -400,14 +429,16 @@ def _check_database(alias: Any) -> list[CheckMessage]:
             )
         ]
     vendor = connections[alias].vendor
-    if vendor not in ("postgresql", "sqlite"):
+    if vendor not in ("postgresql", "sqlite", "mysql"):
         return [
             _error(
                 "E008",
-                f"The jobs' database {alias!r} is {vendor}; django-durable-jobs runs on PostgreSQL "
-                "and SQLite.",
+                f"The jobs' database {alias!r} is {vendor}; django-durable-jobs runs on "
+                "PostgreSQL, MariaDB/MySQL and SQLite.",
             )
         ]
+    if vendor == "mysql":
+        return _check_mysql_settings(alias)
     if vendor == "sqlite":
         name = str(connections[alias].settings_dict.get("NAME") or "")
         if name == ":memory:" or "mode=memory" in name:

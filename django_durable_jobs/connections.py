@@ -87,6 +87,12 @@ def _driver_in_transaction(connection) -> bool:
         return bool(raw.in_transaction)
     if vendor == "postgresql":
         return raw.pgconn.transaction_status != _PG_IDLE
+    if vendor == "mysql" and connection.mysql_is_mariadb:
+        # (mysqlclient does not expose the server's in-transaction flag; MySQL has no
+        # such variable, so a raw transaction left open there is not detected.)
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT @@in_transaction")
+            return bool(cursor.fetchone()[0])
     return False
 
 
@@ -158,6 +164,13 @@ def _close(connection) -> None:
 #: shutting down, starting up.
 _UNAVAILABLE_SQLSTATES = {"25006", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
 _UNAVAILABLE_SQLITE = ("database is locked", "readonly database", "disk i/o error")
+#: MySQL/MariaDB error numbers of the same meaning: can't connect (2002, 2003),
+#: server gone or connection lost (2006, 2013, 2055), shutting down (1053, 1077),
+#: connection killed (1927, 4031: idle), read-only (1290 --read-only, 1792, 1836).
+_UNAVAILABLE_MYSQL = {1053, 1077, 1290, 1792, 1836, 1927, 2002, 2003, 2006, 2013, 2055, 4031}
+#: Deadlock (1213) and lock wait timeout (1205): the statement lost a race.
+_RETRYABLE_MYSQL = {1205, 1213}
+_READ_ONLY_MYSQL = {1290, 1792, 1836}
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -183,6 +196,8 @@ def is_database_unavailable(exc: BaseException) -> bool:
     if sqlstates:
         return any(state in _UNAVAILABLE_SQLSTATES or state.startswith("08") for state in sqlstates)
     for error in errors:
+        if (number := _mysql_errno(error)) is not None:
+            return number in _UNAVAILABLE_MYSQL
         if type(error).__name__ == "InterfaceError":
             return True
         is_driver = not isinstance(error, DjangoDatabaseError)
@@ -200,7 +215,15 @@ def _is_database_error(error: BaseException) -> bool:
     if isinstance(error, DjangoDatabaseError):
         return True
     module = type(error).__module__
-    return module.startswith(("psycopg", "sqlite3")) and isinstance(error, Exception)
+    return module.startswith(("psycopg", "sqlite3", "MySQLdb")) and isinstance(error, Exception)
+
+
+def _mysql_errno(error: BaseException) -> int | None:
+    """The error number of a mysqlclient error (its first argument), else None."""
+    if not type(error).__module__.startswith("MySQLdb"):
+        return None
+    args = getattr(error, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 #: Deadlock detected, serialization failure: the statement lost a race; run it again.
@@ -209,12 +232,19 @@ _RETRYABLE_SQLSTATES = {"40P01", "40001"}
 
 def is_retryable_conflict(exc: BaseException) -> bool:
     """A transient conflict with a concurrent statement: retrying is the fix."""
-    return any(getattr(error, "sqlstate", None) in _RETRYABLE_SQLSTATES for error in _chain(exc))
+    return any(
+        getattr(error, "sqlstate", None) in _RETRYABLE_SQLSTATES
+        or _mysql_errno(error) in _RETRYABLE_MYSQL
+        for error in _chain(exc)
+    )
 
 
 def is_read_only_error(exc: BaseException) -> bool:
     """The session was read-only (a replica, or read-only by default): not the job's fault."""
-    return any(getattr(error, "sqlstate", None) == "25006" for error in _chain(exc))
+    return any(
+        getattr(error, "sqlstate", None) == "25006" or _mysql_errno(error) in _READ_ONLY_MYSQL
+        for error in _chain(exc)
+    )
 
 
 def database_writable(alias: str) -> bool:
@@ -230,6 +260,9 @@ def database_writable(alias: str) -> bool:
             if connection.vendor == "postgresql":
                 cursor.execute("SELECT current_setting('transaction_read_only')")
                 return cursor.fetchone()[0] == "off"
+            if connection.vendor == "mysql":
+                cursor.execute("SELECT @@global.read_only, @@session.transaction_read_only")
+                return not any(cursor.fetchone())
             cursor.execute("SELECT 1")
             return True
     except DatabaseError:

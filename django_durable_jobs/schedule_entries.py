@@ -166,14 +166,13 @@ def _db_time(value: datetime) -> datetime:
 
 def save_row(row: ScheduleEntry, save: Callable[..., None], *args: Any, **kwargs: Any) -> None:
     """``ScheduleEntry.save()``: validate, lock, version, write; one transaction."""
-    from .db.entries import lock_entries
+    from .db.entries import entries_transaction
 
     _, problems = load_row(row)
     if problems:
         raise InvalidScheduleEntry(str(row.name), problems)
     using = kwargs.pop("using", None) or row._state.db or app_settings.DATABASE
-    with transaction.atomic(using=using):
-        now = lock_entries(using)
+    with entries_transaction(using) as now:
         top = ScheduleEntry.objects.using(using).aggregate(top=Max("version"))["top"] or 0
         row.version = max(top + 1, (now - _EPOCH) // timedelta(microseconds=1))
         row.updated_at = _db_time(now)
@@ -215,10 +214,9 @@ def _locked() -> Iterator[None]:
     one another, and on SQLite the write lock comes before any read (a
     transaction that read first could be refused with "database is locked").
     """
-    from .db.entries import lock_entries
+    from .db.entries import entries_transaction
 
-    with transaction.atomic(using=_alias()):
-        lock_entries(_alias())
+    with entries_transaction(_alias()):
         yield
 
 

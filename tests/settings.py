@@ -1,4 +1,4 @@
-"""Settings for the test suite: ``TEST_DB=sqlite`` (default) or ``TEST_DB=postgres``.
+"""Settings for the test suite: ``TEST_DB=sqlite`` (default), ``postgres`` or ``mariadb``.
 
 PostgreSQL comes from ``TEST_POSTGRES_URL`` (default
 ``postgres://postgres@127.0.0.1:5432/postgres``). Worker subprocesses started by
@@ -51,6 +51,28 @@ if TEST_DB == "postgres":
     DATABASES["other"] = {**DATABASES["default"], "TEST": {"NAME": f"{test_name}_other"}}
     if USE_TEST_DB:
         DATABASES["other"]["NAME"] = f"{test_name}_other"
+elif TEST_DB == "mariadb":
+    # MariaDB (or MySQL) from TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/test).
+    url = urlparse(os.environ.get("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"))
+    test_name = f"test_ddj_{SUFFIX}"
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": test_name if USE_TEST_DB else (url.path.lstrip("/") or "test"),
+            "USER": unquote(url.username or "root"),
+            "PASSWORD": unquote(url.password or ""),
+            "HOST": url.hostname or "127.0.0.1",
+            "PORT": os.environ.get("DDJ_TEST_DB_PORT") or str(url.port or 3306),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {"NAME": test_name, "CHARSET": "utf8mb4"},
+        },
+    }
+    DATABASES["other"] = {
+        **DATABASES["default"],
+        "TEST": {"NAME": f"{test_name}_other", "CHARSET": "utf8mb4"},
+    }
+    if USE_TEST_DB:
+        DATABASES["other"]["NAME"] = f"{test_name}_other"
 elif TEST_DB == "sqlite":
     test_path = str(Path(tempfile.gettempdir()) / f"ddj-test-{SUFFIX}.sqlite3")
     DATABASES = {
@@ -68,7 +90,7 @@ elif TEST_DB == "sqlite":
         "TEST": {"NAME": other_path},
     }
 else:
-    raise RuntimeError(f"TEST_DB must be 'sqlite' or 'postgres', not {TEST_DB!r}")
+    raise RuntimeError(f"TEST_DB must be 'sqlite', 'postgres' or 'mariadb', not {TEST_DB!r}")
 
 import django  # noqa: E402
 

@@ -12,7 +12,7 @@ _backends: dict[str, Backend] = {}
 
 
 def get_backend(alias: str) -> Backend:
-    """The backend for the database ``alias`` (PostgreSQL or SQLite).
+    """The backend for the database ``alias`` (PostgreSQL, MariaDB/MySQL or SQLite).
 
     Kept per alias (an alias's engine does not change while the process runs):
     every enqueue asks for it.
@@ -29,10 +29,14 @@ def get_backend(alias: str) -> Backend:
             from .sqlite import SQLiteBackend
 
             backend_class = SQLiteBackend
+        elif vendor == "mysql":
+            from .mysql import MySQLBackend
+
+            backend_class = MySQLBackend
         else:
             raise NotImplementedError(
-                f"django-durable-jobs supports PostgreSQL and SQLite; the database {alias!r} is "
-                f"{vendor}. Point DURABLE_JOBS['DATABASE'] at a PostgreSQL or SQLite alias."
+                f"django-durable-jobs supports PostgreSQL, MariaDB/MySQL and SQLite; the "
+                f"database {alias!r} is {vendor}. Point DURABLE_JOBS['DATABASE'] at one of those."
             )
         backend = _backends[alias] = backend_class(alias)
     return backend

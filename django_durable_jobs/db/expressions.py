@@ -1,7 +1,7 @@
 """ORM expressions whose SQL differs by vendor (JSON building), for ``operations``.
 
-They let the operations layer write one ``QuerySet.update()`` for both
-databases while the vendor SQL stays in ``db/``. Every value is a bound
+They let the operations layer write one ``QuerySet.update()`` for every
+database while the vendor SQL stays in ``db/``. Every value is a bound
 parameter or a column reference.
 """
 
@@ -49,6 +49,9 @@ class JSONObject(Func):
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
         return self.as_sql(compiler, connection, function="json_object", **extra)
 
+    def as_mysql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, function="JSON_OBJECT", **extra)
+
 
 class JSONArrayAppend(Func):
     """``array || [item]``: append one element to a JSON array column."""
@@ -75,6 +78,14 @@ class JSONArrayAppend(Func):
             *item_params,
         ]
 
+    def as_mysql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        array, item = self.get_source_expressions()
+        array_sql, array_params = compiler.compile(array)
+        item_sql, item_params = compiler.compile(item)
+        # JSON_EXTRACT(x, '$'): the item as a JSON value (a JSON_OBJECT stays one).
+        sql = f"JSON_ARRAY_APPEND({array_sql}, '$', JSON_EXTRACT({item_sql}, '$'))"
+        return sql, [*array_params, *item_params]
+
 
 class LastHistoryMessage(Func):
     """The ``message`` of the last element of the ``errors`` array, clipped to ``length``."""
@@ -94,6 +105,17 @@ class LastHistoryMessage(Func):
         (errors,) = self.get_source_expressions()
         sql, params = compiler.compile(errors)
         return f"substr(json_extract({sql}, '$[#-1].message'), 1, %s)", [*params, self.length]
+
+    def as_mysql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        (errors,) = self.get_source_expressions()
+        sql, params = compiler.compile(errors)
+        # ($[last] needs MariaDB 10.9: the index is computed instead.)
+        path = f"CONCAT('$[', JSON_LENGTH({sql}) - 1, '].message')"
+        return f"LEFT(JSON_UNQUOTE(JSON_EXTRACT({sql}, {path})), %s)", [
+            *params,
+            *params,
+            self.length,
+        ]
 
 
 class JSONAppendToKey(Func):
@@ -127,6 +149,17 @@ class JSONAppendToKey(Func):
         )
         return sql, [*column_params, path, *column_params, path, *item_params]
 
+    def as_mysql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        column, item = self.get_source_expressions()
+        column_sql, column_params = compiler.compile(column)
+        item_sql, item_params = compiler.compile(item)
+        path = f"$.{self.key}"
+        sql = (
+            f"JSON_SET({column_sql}, %s, JSON_ARRAY_APPEND(COALESCE(JSON_EXTRACT({column_sql}, "
+            f"%s), JSON_ARRAY()), '$', JSON_EXTRACT({item_sql}, '$')))"
+        )
+        return sql, [*column_params, path, *column_params, path, *item_params]
+
 
 class TimestampText(Func):
     """A datetime column as ISO 8601 text (``2026-12-03T09:30:02.123456+00:00``, UTC).
@@ -153,3 +186,8 @@ class TimestampText(Func):
         sql, params = compiler.compile(column)
         suffix = "+00:00" if settings.USE_TZ else ""
         return f"(replace({sql}, ' ', 'T') || %s)", [*params, suffix]
+
+    def as_mysql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        (column,) = self.get_source_expressions()
+        sql, params = compiler.compile(column)
+        return f"DATE_FORMAT({sql}, %s)", [*params, "%Y-%m-%dT%H:%i:%s.%f+00:00"]

@@ -1,8 +1,9 @@
 """The periodic-tick ledger's one vendor statement: claim a tick, quietly, or learn it is taken.
 
 ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` reads the same on PostgreSQL and
-SQLite (3.35+). The loser of a race gets no row back and no error, so its
-transaction goes on (a caught IntegrityError would abort it on PostgreSQL).
+SQLite (3.35+); MariaDB/MySQL answer with a duplicate-key error instead. The
+loser of a race gets no row back and no error, so its transaction goes on (a
+caught IntegrityError would abort it on PostgreSQL).
 On PostgreSQL a concurrent insert of the same key waits for the first
 transaction to end, then does nothing if it committed.
 """
@@ -10,8 +11,9 @@ transaction to end, then does nothing if it committed.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from django.db import connections
+from django.db import IntegrityError, connections
 from django.utils import timezone
 
 from ..models import ScheduleTick
@@ -24,11 +26,32 @@ _CLAIM_TICK_SQL = (
 )
 
 
+_INSERT_TICK_SQL = f"INSERT INTO {TICK_TABLE} (schedule, fire_time, created_at) VALUES (%s, %s, %s)"
+_DUPLICATE_KEY = 1062
+
+
 def claim_tick(alias: str, schedule: str, fire_time: datetime) -> int | None:
     """Insert the ledger row of (schedule, fire_time); its id, or None if it already exists."""
     connection = connections[alias]
     adapt = connection.ops.adapt_datetimefield_value
+    params = [schedule, adapt(fire_time), adapt(timezone.now())]
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_TICK_SQL, [schedule, adapt(fire_time), adapt(timezone.now())])
+        if connection.vendor == "mysql":
+            return _claim_tick_mysql(cursor, params)
+        cursor.execute(_CLAIM_TICK_SQL, params)
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+def _claim_tick_mysql(cursor: Any, params: list[Any]) -> int | None:
+    """MySQL has no ON CONFLICT ... RETURNING: the duplicate-key error is the answer. InnoDB
+    rolls back only the failed statement, so the caller's transaction goes on; a concurrent
+    insert of the same key waits for the first transaction, as on PostgreSQL."""
+    try:
+        cursor.execute(_INSERT_TICK_SQL, params)
+    except IntegrityError as exc:
+        cause = exc.__cause__
+        if cause is not None and getattr(cause, "args", (None,))[0] == _DUPLICATE_KEY:
+            return None
+        raise
+    return cursor.lastrowid
