@@ -11,13 +11,24 @@ import time
 import uuid
 
 import pytest
-from django.db import connections
+from django.db import OperationalError, connections
 
 from django_durable_jobs.constants import JobStatus
 from django_durable_jobs.db import get_backend
 from django_durable_jobs.models import Job
 
-from .support import ALIAS, Holder, claim, claim_ids, in_threads, insert, prepared, succeed
+from .support import (
+    ALIAS,
+    Holder,
+    claim,
+    claim_ids,
+    expire_leases,
+    give_back,
+    in_threads,
+    insert,
+    prepared,
+    succeed,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -112,7 +123,7 @@ def test_racing_claimers_never_exceed_a_keys_limit(backend):
 def test_renewal_skips_a_row_another_transaction_holds_or_waits_for_the_one_writer(backend):
     insert(prepared("held"))
     (job,) = claim()
-    hold = 0.5
+    hold = 1.0
     with Holder(job.id, timeout=hold):  # commits by itself after ``hold`` seconds
         started = time.monotonic()
         renewed = backend.renew_leases({job.id: job.lease_token}, 600)
@@ -125,3 +136,31 @@ def test_renewal_skips_a_row_another_transaction_holds_or_waits_for_the_one_writ
     else:
         assert renewed == {job.id: False}  # it waited for the write lock
     assert backend.renew_leases({job.id: job.lease_token}, 600) == {job.id: False}
+
+
+def test_a_rescue_never_waits_for_a_row_another_transaction_holds(backend):
+    held, *others = insert(*(prepared(i) for i in range(3)))
+    claim()
+    expire_leases(held, *others)
+    with Holder(held):
+
+        def rescue(_: int) -> tuple[list[int], float]:
+            if not backend.supports_skip_locked:
+                with connections[ALIAS].cursor() as cursor:
+                    cursor.execute("PRAGMA busy_timeout = 200")
+            started = time.monotonic()
+            try:
+                given: list[int] | str = [job_id for job_id, _, _ in give_back()]
+            except OperationalError as exc:  # SQLite: the one writer is busy (the heartbeat
+                given = str(exc)  # logs it and rescues at its next round)
+            return given, time.monotonic() - started
+
+        ((given, seconds),) = in_threads(1, rescue)
+    assert seconds < 3.0  # the holder keeps its lock for 15 s
+    if backend.supports_skip_locked:
+        assert sorted(given) == sorted(others)  # the held row is skipped, the others taken
+    else:
+        assert "database is locked" in given
+    assert sorted(job_id for job_id, _, _ in give_back()) == (
+        [held] if backend.supports_skip_locked else sorted([held, *others])
+    )
