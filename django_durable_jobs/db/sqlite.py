@@ -153,7 +153,7 @@ UPDATE {JOB_TABLE} SET
         'message', CASE WHEN {_FINAL} THEN %(final_message)s ELSE %(message)s END,
         'traceback', NULL,
         'worker', worker_id,
-        'at', %(now)s
+        'at', %(at)s
     )) END,
     meta = CASE WHEN %(uncount)s = 0 AND started_at IS NULL
                 THEN json_set(meta, '$.{ORPHANED}',
@@ -497,6 +497,8 @@ class SQLiteBackend(Backend):
             "message": message,
             "final_message": final_message,
             "now": self._dt(now := timezone.now()),
+            # ISO 8601 with its offset, as in every other history entry (not the column's text).
+            "at": now.isoformat(),
         }
         if worker_id is None:
             condition = "lease_expires_at < %(now)s"
