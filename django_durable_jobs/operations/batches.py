@@ -15,6 +15,7 @@ from contextlib import nullcontext
 from django.db import OperationalError, connections, transaction
 from django.db.models import Q, QuerySet
 
+from ..connections import is_retryable_conflict
 from ..models import Job
 
 BATCH_SIZE = 1000
@@ -33,11 +34,7 @@ def capped_count(queryset: QuerySet[Job], cap: int) -> tuple[int, bool]:
 
 def _transient(exc: OperationalError) -> bool:
     """A deadlock, a serialization failure or a busy SQLite file: worth another try."""
-    cause = exc.__cause__
-    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-    if sqlstate in ("40P01", "40001"):
-        return True
-    return "database is locked" in str(exc).lower()
+    return is_retryable_conflict(exc) or "database is locked" in str(exc).lower()
 
 
 def run_in_batches(
