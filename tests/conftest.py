@@ -17,12 +17,22 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Django's vendor name for each TEST_DB (tests/settings.py).
+VENDORS = {"postgres": "postgresql", "mariadb": "mysql", "sqlite": "sqlite"}
+
+
 def pytest_collection_modifyitems(config, items):
-    vendor = "postgresql" if os.environ.get("TEST_DB") == "postgres" else "sqlite"
+    vendor = VENDORS.get(os.environ.get("TEST_DB", "sqlite"), "sqlite")
     for item in items:
         if vendor != "postgresql" and item.get_closest_marker("postgres_only"):
             item.add_marker(
                 pytest.mark.skip(reason="needs PostgreSQL (runs in the PostgreSQL pass)")
+            )
+        if vendor == "sqlite" and item.get_closest_marker("concurrent_writers"):
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="needs concurrent writers (runs in the PostgreSQL and MariaDB passes)"
+                )
             )
 
 

@@ -35,10 +35,10 @@ def drain(start_worker, *, jobs: int, processes: int, threads: int) -> float:
     return jobs / elapsed
 
 
-@pytest.mark.postgres_only
+@pytest.mark.concurrent_writers
 def test_four_processes_four_threads_drain_5000_jobs_exactly_once(start_worker):
     rate = drain(start_worker, jobs=5000, processes=4, threads=4)
-    print(f"\n4 workers x 4 threads drained 5000 jobs on PostgreSQL: {rate:.0f} jobs/s")
+    print(f"\n4 workers x 4 threads drained 5000 jobs on {connection.vendor}: {rate:.0f} jobs/s")
 
 
 def test_two_sqlite_processes_drain_500_jobs_exactly_once(start_worker):

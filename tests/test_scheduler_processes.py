@@ -37,7 +37,7 @@ def db_now() -> datetime:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "count", [2, pytest.param(3, marks=pytest.mark.postgres_only)], ids=["two", "three"]
+    "count", [2, pytest.param(3, marks=pytest.mark.concurrent_writers)], ids=["two", "three"]
 )
 def test_runworker_processes_enqueue_each_tick_once(start_worker, count):
     workers = [

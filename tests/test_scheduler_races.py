@@ -40,7 +40,7 @@ def check_exactly_once(periodic: dict, start: datetime, end: datetime) -> int:
 
 
 @pytest.mark.parametrize(
-    "count", [2, pytest.param(3, marks=pytest.mark.postgres_only)], ids=["two", "three"]
+    "count", [2, pytest.param(3, marks=pytest.mark.concurrent_writers)], ids=["two", "three"]
 )
 def test_scheduler_threads_enqueue_each_tick_once(count, caplog):
     periodic = {

@@ -173,7 +173,11 @@ def writes_then_waits(key: str, marker: str, go: str) -> str:
 
     Counter.objects.filter(key=key).update(value=F("value") + 1)
     if current_job().attempt == 1:
-        Path(marker).write_text(str(connection.connection.info.backend_pid))
+        if connection.vendor == "postgresql":
+            session = connection.connection.info.backend_pid
+        else:
+            session = connection.connection.thread_id()  # MySQL: the connection id
+        Path(marker).write_text(str(session))
         deadline = time.monotonic() + 30
         while not Path(go).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
