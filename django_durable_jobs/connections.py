@@ -90,9 +90,12 @@ def _driver_in_transaction(connection) -> bool:
     if vendor == "mysql" and connection.mysql_is_mariadb:
         # (mysqlclient does not expose the server's in-transaction flag; MySQL has no
         # such variable, so a raw transaction left open there is not detected.)
-        with raw.cursor() as cursor:
-            cursor.execute("SELECT @@in_transaction")
-            return bool(cursor.fetchone()[0])
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute("SELECT @@in_transaction")
+                return bool(cursor.fetchone()[0])
+        except Exception:  # the connection is broken (server gone): closing it is right too
+            return True
     return False
 
 

@@ -28,6 +28,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(
                 pytest.mark.skip(reason="needs PostgreSQL (runs in the PostgreSQL pass)")
             )
+        if vendor != "mysql" and item.get_closest_marker("mariadb_only"):
+            item.add_marker(pytest.mark.skip(reason="needs MariaDB (runs in the MariaDB pass)"))
         if vendor == "sqlite" and item.get_closest_marker("concurrent_writers"):
             item.add_marker(
                 pytest.mark.skip(
