@@ -264,7 +264,9 @@ def database_writable(alias: str) -> bool:
                 cursor.execute("SELECT current_setting('transaction_read_only')")
                 return cursor.fetchone()[0] == "off"
             if connection.vendor == "mysql":
-                cursor.execute("SELECT @@global.read_only, @@session.transaction_read_only")
+                # (MariaDB before 11.1 names it tx_read_only; MySQL 8 only transaction_read_only.)
+                session = "tx_read_only" if connection.mysql_is_mariadb else "transaction_read_only"
+                cursor.execute(f"SELECT @@global.read_only, @@session.{session}")
                 return not any(cursor.fetchone())
             cursor.execute("SELECT 1")
             return True

@@ -14,38 +14,18 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any
 
 from django.core.signals import setting_changed
 from django.db import connections, transaction
-from django.utils import timezone
 
 from . import enqueue
 from .conf import app_settings
-from .constants import STATUS_BITS, JobStatus
+from .constants import JobStatus
 from .db import get_backend
-from .models import Job
 from .rows import ClaimedJob, Outcome
 from .worker.execution import execute
 from .worker.recorder import Recorder, Written
-
-_CLAIM_FIELDS = (
-    "id",
-    "name",
-    "queue",
-    "priority",
-    "args",
-    "kwargs",
-    "attempts",
-    "max_attempts",
-    "timeout",
-    "lease_token",
-    "meta",
-    "run_id",
-    "unique_states",
-    "expires_at",
-)
 
 
 @dataclasses.dataclass
@@ -74,45 +54,6 @@ class RunReport:
             self.retried += 1
 
 
-def claim_one(job_id: int, alias: str, worker_id: uuid.UUID) -> ClaimedJob | None:
-    """Lease the READY job ``job_id`` whatever its ``run_at`` (fenced by its token), or None."""
-    row = (
-        Job.objects.using(alias)
-        .filter(id=job_id, status=JobStatus.READY, waiting_for=0)
-        .exclude(expires_at__lte=timezone.now())  # expires=: never started late
-        .values(*_CLAIM_FIELDS)
-        .first()
-    )
-    if row is None:
-        return None
-    now = timezone.now()
-    changes: dict[str, Any] = {
-        "status": JobStatus.RUNNING,
-        "attempts": row["attempts"] + 1,
-        "started_at": None,
-        "finished_at": None,
-        "worker_id": worker_id,
-        "lease_token": row["lease_token"] + 1,
-        "lease_expires_at": now + timedelta(seconds=float(app_settings.LEASE_SECONDS)),
-    }
-    if not row["unique_states"] & STATUS_BITS[JobStatus.RUNNING]:
-        changes["unique_key"] = None
-    claimed = (
-        Job.objects.using(alias)
-        .filter(id=job_id, status=JobStatus.READY, lease_token=row["lease_token"])
-        .update(**changes)
-    )
-    if not claimed:
-        return None
-    return ClaimedJob(
-        **{
-            **{name: row[name] for name in _CLAIM_FIELDS if name != "attempts"},
-            "attempt": row["attempts"] + 1,
-            "lease_token": row["lease_token"] + 1,
-        }
-    )
-
-
 def run_claimed(job: ClaimedJob, alias: str, worker_id: uuid.UUID) -> tuple[Outcome, Written]:
     """Execute one claimed job here, write its outcome and what follows it, send its signals.
 
@@ -138,10 +79,14 @@ def run_jobs_now(job_ids: Iterable[int], alias: str | None = None) -> RunReport:
     alias = alias or app_settings.DATABASE
     report = RunReport()
     worker_id = uuid.uuid4()
+    backend = get_backend(alias)
+    lease_seconds = float(app_settings.LEASE_SECONDS)
     pending = list(job_ids)
     while pending:
         job_id = pending.pop(0)
-        while (claimed := claim_one(job_id, alias, worker_id)) is not None:
+        while (
+            claimed := backend.claim_by_id(job_id, worker_id=worker_id, lease_seconds=lease_seconds)
+        ) is not None:
             outcome, written = run_claimed(claimed, alias, worker_id)
             report.add(outcome)
             pending += written.made_ready

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
 
-from ..constants import JobStatus
+from ..constants import STATUS_BITS, JobStatus
 from ..models import FINISHED_STATUSES, FailedAttempts, Job, QueueState, RateStart, Worker
 from ..rates import QueueGate, queue_gates
 from ..rows import ClaimedJob, Outcome
@@ -51,6 +52,25 @@ INSERT_COLUMNS = (
 
 #: Columns a claim returns, in ``ClaimedJob`` order.
 CLAIM_COLUMNS = (
+    "id",
+    "name",
+    "queue",
+    "priority",
+    "args",
+    "kwargs",
+    "attempts",
+    "max_attempts",
+    "timeout",
+    "lease_token",
+    "meta",
+    "run_id",
+    "unique_states",
+    "expires_at",
+)
+
+
+#: ``claim_by_id``'s fields (``ClaimedJob``'s, with ``attempts`` for ``attempt``).
+_CLAIM_FIELDS = (
     "id",
     "name",
     "queue",
@@ -146,6 +166,46 @@ class Backend:
     ) -> list[ClaimedJob]:
         """Lease up to ``limit`` ready jobs, highest priority first; never block on locked rows."""
         raise NotImplementedError
+
+    def claim_by_id(
+        self, job_id: int, *, worker_id: uuid.UUID, lease_seconds: float
+    ) -> ClaimedJob | None:
+        """Lease the READY job ``job_id`` whatever its ``run_at``, or None (immediate mode, tests).
+
+        Portable ORM statements, fenced by the row's token: the second of two
+        racing callers updates nothing. Gates (concurrency keys, rate limits)
+        are not consulted: the caller asked for this very job now.
+        """
+        jobs = Job.objects.using(self.alias)
+        row = (
+            jobs.filter(id=job_id, status=JobStatus.READY, waiting_for=0)
+            .exclude(expires_at__lte=timezone.now())  # expires=: never started late
+            .values(*_CLAIM_FIELDS)
+            .first()
+        )
+        if row is None:
+            return None
+        changes: dict[str, Any] = {
+            "status": JobStatus.RUNNING,
+            "attempts": row["attempts"] + 1,
+            "started_at": None,
+            "finished_at": None,
+            "worker_id": worker_id,
+            "lease_token": row["lease_token"] + 1,
+            "lease_expires_at": timezone.now() + timedelta(seconds=lease_seconds),
+        }
+        if not row["unique_states"] & STATUS_BITS[JobStatus.RUNNING]:
+            changes["unique_key"] = None
+        fenced = jobs.filter(id=job_id, status=JobStatus.READY, lease_token=row["lease_token"])
+        if not fenced.update(**changes):
+            return None
+        return ClaimedJob(
+            **{
+                **{name: row[name] for name in _CLAIM_FIELDS if name != "attempts"},
+                "attempt": row["attempts"] + 1,
+                "lease_token": row["lease_token"] + 1,
+            }
+        )
 
     def record(self, outcomes: list[Outcome]) -> set[int]:
         """Write outcomes, each only if its lease token still holds; return the ids written.

@@ -197,8 +197,8 @@ def _placeholders(count: int) -> str:
 
 def _is_duplicate_unique_key(exc: IntegrityError) -> bool:
     cause = exc.__cause__ or exc
-    args = getattr(cause, "args", ())
-    return bool(args) and args[0] == DUPLICATE_KEY and "unique_key" in str(args[-1])
+    args: tuple[Any, ...] = tuple(getattr(cause, "args", ()))
+    return len(args) == 2 and args[0] == DUPLICATE_KEY and "unique_key" in str(args[1])
 
 
 class _Gates:
@@ -257,7 +257,7 @@ class MySQLBackend(Backend):
 
     def __init__(self, alias: str) -> None:
         super().__init__(alias)
-        connection = self.connection
+        connection: Any = self.connection  # Django's MySQL DatabaseWrapper
         mariadb = connection.mysql_is_mariadb
         version = connection.mysql_version
         oldest = (10, 6) if mariadb else (8, 0, 1)

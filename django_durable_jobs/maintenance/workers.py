@@ -11,7 +11,17 @@ from ..models import Worker
 
 
 def remove_dead_workers(alias: str, dead_after: timedelta) -> int:
-    """Delete worker rows whose last heartbeat is older than ``dead_after`` (database clock)."""
+    """Delete worker rows whose last heartbeat is older than ``dead_after`` (database clock).
+
+    The dead rows are found by a plain read and deleted by primary key, in
+    order, still only if stale: a ``DELETE ... WHERE heartbeat_at < ...`` scans
+    (and on MySQL locks, row by row) every worker's row, and deadlocked there
+    with the live workers' heartbeat updates (10 workers, MariaDB).
+    """
     cutoff = ExpressionWrapper(Now() - dead_after, output_field=DateTimeField())
-    deleted, _ = Worker.objects.using(alias).filter(heartbeat_at__lt=cutoff).delete()
+    workers = Worker.objects.using(alias)
+    dead = sorted(workers.filter(heartbeat_at__lt=cutoff).values_list("id", flat=True))
+    if not dead:
+        return 0
+    deleted, _ = workers.filter(id__in=dead, heartbeat_at__lt=cutoff).delete()
     return deleted
