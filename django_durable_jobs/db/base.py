@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -115,6 +116,25 @@ def align_inserted(jobs: list[Any], rows: list[tuple[Any, ...]]) -> list[int | N
     return result
 
 
+@dataclasses.dataclass(frozen=True)
+class BackendSettings:
+    """What a backend acts on, typed and read once when it is made (not the global)."""
+
+    #: Prepare the hot inserts once per connection (where ``supports_prepared_statements``).
+    prepared_statements: bool = True
+    #: Send wake-up notifications (where ``supports_listen_notify``).
+    listen_notify: bool = True
+
+    @classmethod
+    def from_app_settings(cls) -> BackendSettings:
+        from ..conf import app_settings
+
+        return cls(
+            prepared_statements=bool(app_settings.PREPARED_STATEMENTS),
+            listen_notify=bool(app_settings.LISTEN_NOTIFY),
+        )
+
+
 class Backend:
     """SQL for one database alias. Methods use the calling thread's Django connection."""
 
@@ -131,8 +151,9 @@ class Backend:
     #: Hot statements can be prepared once per connection (``PREPARED_STATEMENTS``).
     supports_prepared_statements = False
 
-    def __init__(self, alias: str) -> None:
+    def __init__(self, alias: str, settings: BackendSettings | None = None) -> None:
         self.alias = alias
+        self.settings = settings or BackendSettings()
 
     @property
     def connection(self) -> BaseDatabaseWrapper:

@@ -41,6 +41,7 @@ from .base import (
     QUEUE_TABLE,
     RATE_TABLE,
     Backend,
+    BackendSettings,
     ClaimedJob,
     Outcome,
     gates_for,
@@ -255,8 +256,8 @@ class MySQLBackend(Backend):
     vendor = "mysql"
     supports_skip_locked = True
 
-    def __init__(self, alias: str) -> None:
-        super().__init__(alias)
+    def __init__(self, alias: str, settings: BackendSettings | None = None) -> None:
+        super().__init__(alias, settings)
         connection: Any = self.connection  # Django's MySQL DatabaseWrapper
         mariadb = connection.mysql_is_mariadb
         version = connection.mysql_version

@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 
-from ..conf import app_settings
 from ..constants import NOTIFY_CHANNEL, STATUS_BITS, JobStatus
 from ..meta import ORPHANED
 from ..rates import QUEUE_KEY_PREFIX, job_rate_limits_declared
@@ -462,9 +461,11 @@ class PostgreSQLBackend(Backend):
             raw = connection.connection
         cursor = connection.__dict__.get(_CURSOR_ATTRIBUTE)
         if cursor is None or cursor.connection is not raw:
-            cursor = connection.__dict__[_CURSOR_ATTRIBUTE] = self._hot_cursor(raw)
+            cursor = connection.__dict__[_CURSOR_ATTRIBUTE] = self._hot_cursor(
+                raw, prepared=self.settings.prepared_statements
+            )
         try:
-            cursor.execute(sql, params, prepare=prepare and app_settings.PREPARED_STATEMENTS)
+            cursor.execute(sql, params, prepare=prepare and self.settings.prepared_statements)
             return cursor.fetchall()  # every hot statement returns rows
         except Exception as exc:
             if isinstance(exc, _LOST_PREPARED_STATEMENT):
@@ -473,7 +474,7 @@ class PostgreSQLBackend(Backend):
                 raise
 
     @staticmethod
-    def _hot_cursor(raw: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+    def _hot_cursor(raw: psycopg.Connection[Any], *, prepared: bool) -> psycopg.Cursor[Any]:
         """A server-side-binding cursor on ``raw`` that can prepare our statements.
 
         Django opens connections with ``prepare_threshold=None`` (its default
@@ -485,7 +486,7 @@ class PostgreSQLBackend(Backend):
         stay as they were (Django's default cursors never prepare anyway). A
         threshold the project set itself is left alone.
         """
-        if app_settings.PREPARED_STATEMENTS and raw.prepare_threshold is None:
+        if prepared and raw.prepare_threshold is None:
             raw.prepare_threshold = _PREPARE_WHEN_ASKED
         return psycopg.Cursor(raw)
 
@@ -502,7 +503,7 @@ class PostgreSQLBackend(Backend):
 
     def release_waiting(self, counts: dict[int, int]) -> list[int]:
         ids, amounts = list(counts), list(counts.values())
-        sql = _RELEASE_SQL if app_settings.LISTEN_NOTIFY else _RELEASE_QUIET_SQL
+        sql = _RELEASE_SQL if self.settings.listen_notify else _RELEASE_QUIET_SQL
         return [job_id for job_id, _, waiting in self._run(sql, [ids, amounts]) if not waiting]
 
     def notify(self, queues: set[str]) -> None:

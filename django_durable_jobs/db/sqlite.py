@@ -13,12 +13,12 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -252,7 +252,11 @@ class SQLiteBackend(Backend):
     def insert(self, jobs: list[Any], *, notify: bool) -> list[int | None]:
         now = timezone.now()
         ids: list[int | None] = []
-        with self.connection.cursor() as cursor:
+        several = self.insert_statements(len(jobs)) > 1  # then all or nothing, here
+        with (
+            transaction.atomic(using=self.alias) if several else nullcontext(),
+            self.connection.cursor() as cursor,
+        ):
             for start in range(0, len(jobs), INSERT_CHUNK):
                 chunk = jobs[start : start + INSERT_CHUNK]
                 params: list[Any] = []

@@ -59,6 +59,16 @@ def test_a_batch_of_several_statements_is_all_or_nothing_in_a_transaction(backen
     assert not Job.objects.exists()
 
 
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_the_backend_itself_makes_a_batch_of_several_statements_all_or_nothing(backend, where):
+    """No transaction around the call: the backend opens one when it needs several statements."""
+    jobs = [prepared(i) for i in range(2500)]
+    jobs[0 if where == "first" else -1] = prepared("bad", **BAD)
+    with pytest.raises(IntegrityError):
+        backend.insert(jobs, notify=False)
+    assert not Job.objects.exists()
+
+
 def test_a_large_batch_is_written_whole_in_input_order(backend):
     count = 2500
     ids = backend.insert([prepared(i) for i in range(count)], notify=False)
