@@ -358,3 +358,21 @@ def test_prefetch_follows_job_and_claim_times():
     never = AdaptivePrefetch(size=8, cap=0)
     never.job_seconds = 0.0001
     assert never.allowance == 0
+
+
+@pytest.mark.parametrize("declared", [None, 3.0])
+def test_the_poll_interval_is_the_projects_else_the_databases_default(settings, declared):
+    """No NOTIFY (MariaDB/MySQL): a shorter default, unless the project sets POLL_INTERVAL."""
+    from django_durable_jobs.db import get_backend
+    from django_durable_jobs.worker.process import Worker as WorkerProcess
+
+    durable = {key: value for key, value in settings.DURABLE_JOBS.items() if key != "POLL_INTERVAL"}
+    if declared is not None:
+        durable["POLL_INTERVAL"] = declared
+    settings.DURABLE_JOBS = durable
+    worker = WorkerProcess(install_signal_handlers=False, scheduler=False)
+    fallback = get_backend("default").default_poll_interval or 1.0
+    assert worker.poll_interval == (declared or fallback)
+    assert worker.poll_interval == (
+        3.0 if declared else 0.25 if worker.backend.vendor == "mysql" else 1.0
+    )

@@ -150,6 +150,8 @@ class Backend:
     supports_returning = False
     #: Hot statements can be prepared once per connection (``PREPARED_STATEMENTS``).
     supports_prepared_statements = False
+    #: Workers' poll interval where the project sets no ``POLL_INTERVAL`` (None: its default).
+    default_poll_interval: float | None = None
 
     def __init__(self, alias: str, settings: BackendSettings | None = None) -> None:
         self.alias = alias

@@ -255,6 +255,7 @@ class _Gates:
 class MySQLBackend(Backend):
     vendor = "mysql"
     supports_skip_locked = True
+    default_poll_interval = 0.25  # no NOTIFY: polling is the only wake-up
 
     def __init__(self, alias: str, settings: BackendSettings | None = None) -> None:
         super().__init__(alias, settings)

@@ -37,6 +37,7 @@ import uuid
 from types import FrameType
 from typing import Any, Literal
 
+from django.conf import settings as django_settings
 from django.db import IntegrityError
 
 from ..conf import app_settings
@@ -47,7 +48,7 @@ from ..connections import (
     is_database_unavailable,
     tidy_connections,
 )
-from ..db import get_backend
+from ..db import Backend, get_backend
 from ..logutil import RateLimitedLog
 from ..models import Worker as WorkerRow
 from ..rates import rate_limits_declared
@@ -72,6 +73,18 @@ PREFETCH_PER_THREAD = 32
 EXIT_RECYCLE = 75
 #: Seconds past a rate-limit permit's release at which an idle worker looks again.
 PERMIT_MARGIN = 0.005
+
+
+def _default_poll_interval(backend: Backend) -> float:
+    """``POLL_INTERVAL`` if the project sets it, else the backend's default, else ours.
+
+    A database without NOTIFY (MariaDB/MySQL) polls sooner by default: an idle
+    claim there is two small reads, and polling is its only wake-up.
+    """
+    declared = getattr(django_settings, "DURABLE_JOBS", None) or {}
+    if "POLL_INTERVAL" not in declared and backend.default_poll_interval is not None:
+        return backend.default_poll_interval
+    return float(app_settings.POLL_INTERVAL)
 
 
 class Worker:
@@ -134,11 +147,11 @@ class Worker:
         self.shutdown_timeout = (
             settings.SHUTDOWN_TIMEOUT if shutdown_timeout is None else shutdown_timeout
         )
-        self.poll_interval = poll_interval or settings.POLL_INTERVAL
         self.lease_seconds = float(settings.LEASE_SECONDS)
         self.heartbeat_interval = float(settings.HEARTBEAT_INTERVAL)
         self.alias = database or settings.DATABASE
         self.backend = get_backend(self.alias)
+        self.poll_interval = poll_interval or _default_poll_interval(self.backend)
         self.listen = (
             settings.LISTEN_NOTIFY if listen is None else listen
         ) and self.backend.supports_listen_notify
