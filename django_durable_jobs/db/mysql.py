@@ -113,28 +113,48 @@ _COUNT_RUNNING_QUEUE_SQL = (
 )
 _COUNT_STARTS_SQL = f"SELECT count(*) FROM {RATE_TABLE} WHERE `key` = %s AND `until` > {NOW}"
 
-# The fence: a worker whose lease was taken over (token bumped, or status no
-# longer RUNNING) matches nothing. Every column's new value reads only its own
-# old value (MySQL assigns left to right, so a later column must not read an
-# earlier one).
+# A batch of outcomes is one UPDATE joined to its rows (a JSON array read by
+# JSON_TABLE: one statement text for any batch size), after the fence: the rows
+# still RUNNING under the outcome's lease token, locked first so that the ids
+# written are known (there is no RETURNING). One statement per job instead
+# made the outcome writes the drain's limit (about 840 us each). Every
+# column's new value reads only its own old value and ``v`` (MySQL does not
+# promise an order of assignments).
+_FENCE_SQL = (
+    f"SELECT id, lease_token FROM {JOB_TABLE} "
+    "WHERE id IN ({ids}) AND status = 'RUNNING' ORDER BY id FOR UPDATE"
+)
 _RECORD_SQL = f"""
-UPDATE {JOB_TABLE} SET
-    status = %s,
-    result = %s,
-    errors = CASE WHEN %s IS NULL THEN errors
-                  ELSE JSON_ARRAY_APPEND(errors, '$', JSON_EXTRACT(%s, '$')) END,
-    attempts = attempts - %s,
-    run_at = CASE WHEN %s = 'READY' THEN {NOW} + INTERVAL %s MICROSECOND ELSE run_at END,
-    started_at = COALESCE(started_at, {NOW} - INTERVAL %s MICROSECOND),
-    finished_at = CASE WHEN %s THEN {NOW} ELSE NULL END,
-    lease_expires_at = NULL,
-    unique_key = CASE WHEN %s THEN unique_key ELSE NULL END
-WHERE id = %s AND lease_token = %s AND status = 'RUNNING'
+UPDATE {JOB_TABLE} AS j
+JOIN JSON_TABLE(%s, '$[*]' COLUMNS (
+    id BIGINT PATH '$[0]',
+    status VARCHAR(20) PATH '$[1]',
+    result LONGTEXT PATH '$[2]',
+    error LONGTEXT PATH '$[3]',
+    uncount INT PATH '$[4]',
+    delay BIGINT PATH '$[5]',
+    age BIGINT PATH '$[6]',
+    final INT PATH '$[7]',
+    keep_unique INT PATH '$[8]'
+)) AS v ON v.id = j.id
+SET j.status = v.status,
+    j.result = v.result,
+    j.errors = CASE WHEN v.error IS NULL THEN j.errors
+                    ELSE JSON_ARRAY_APPEND(j.errors, '$', JSON_EXTRACT(v.error, '$')) END,
+    j.attempts = j.attempts - v.uncount,
+    j.run_at = CASE WHEN v.status = 'READY' THEN {NOW} + INTERVAL v.delay MICROSECOND
+                    ELSE j.run_at END,
+    j.started_at = COALESCE(j.started_at, {NOW} - INTERVAL v.age MICROSECOND),
+    j.finished_at = CASE WHEN v.final = 1 THEN {NOW} ELSE NULL END,
+    j.lease_expires_at = NULL,
+    j.unique_key = CASE WHEN v.keep_unique = 1 THEN j.unique_key ELSE NULL END
 """
 
 _MARK_SQL = f"""
-UPDATE {JOB_TABLE} SET started_at = COALESCE(started_at, {NOW} - INTERVAL %s MICROSECOND)
-WHERE id = %s AND lease_token = %s AND status = 'RUNNING'
+UPDATE {JOB_TABLE} AS j
+JOIN JSON_TABLE(%s, '$[*]' COLUMNS (id BIGINT PATH '$[0]', age BIGINT PATH '$[1]')) AS v
+  ON v.id = j.id
+SET j.started_at = COALESCE(j.started_at, {NOW} - INTERVAL v.age MICROSECOND)
 """
 
 _TALLY_SQL = f"""
@@ -484,33 +504,35 @@ class MySQLBackend(Backend):
     def record(self, outcomes: list[Outcome]) -> set[int]:
         if not outcomes:
             return set()
-        written: set[int] = set()
         with self._transaction() as cursor:
-            for outcome in outcomes:
-                error = json.dumps(outcome.error, ensure_ascii=False) if outcome.error else None
-                age = outcome.seconds_since_start()
-                cursor.execute(
-                    _RECORD_SQL,
-                    [
-                        outcome.status,
-                        outcome.result_json,
-                        error,
-                        error,
-                        1 if outcome.uncount else 0,
-                        outcome.status,
-                        _micros(outcome.retry_delay),
-                        _micros(age),
-                        outcome.is_final,
-                        outcome.keeps_unique_key,
-                        outcome.job.id,
-                        outcome.job.lease_token,
-                    ],
-                )
-                if cursor.rowcount:
-                    written.add(outcome.job.id)
+            written = self._fence(cursor, [(o.job.id, o.job.lease_token) for o in outcomes])
+            rows = [
+                [
+                    outcome.job.id,
+                    outcome.status,
+                    outcome.result_json,
+                    json.dumps(outcome.error, ensure_ascii=False) if outcome.error else None,
+                    1 if outcome.uncount else 0,
+                    _micros(outcome.retry_delay),
+                    _micros(outcome.seconds_since_start()),
+                    1 if outcome.is_final else 0,
+                    1 if outcome.keeps_unique_key else 0,
+                ]
+                for outcome in outcomes
+                if outcome.job.id in written
+            ]
+            if rows:
+                cursor.execute(_RECORD_SQL, [json.dumps(rows, ensure_ascii=False)])
             failed = sum(1 for o in outcomes if o.job.id in written and o.is_failed_attempt)
             self._tally(cursor, failed)
         return written
+
+    @staticmethod
+    def _fence(cursor: Any, held: list[tuple[int, int]]) -> set[int]:
+        """Lock the rows still RUNNING under these ``(id, lease_token)``; their ids."""
+        tokens = dict(held)
+        cursor.execute(_FENCE_SQL.format(ids=_placeholders(len(tokens))), list(tokens))
+        return {job_id for job_id, token in cursor.fetchall() if tokens[job_id] == token}
 
     @staticmethod
     def _tally(cursor: Any, failures: int) -> None:
@@ -518,14 +540,13 @@ class MySQLBackend(Backend):
             cursor.execute(_TALLY_SQL, [failures, failures])
 
     def mark_started(self, marks: list[tuple[int, int, float]]) -> set[int]:
-        marked: set[int] = set()
         if not marks:
-            return marked
+            return set()
         with self._transaction() as cursor:
-            for job_id, token, age in marks:
-                cursor.execute(_MARK_SQL, [_micros(age), job_id, token])
-                if cursor.rowcount:
-                    marked.add(job_id)
+            marked = self._fence(cursor, [(job_id, token) for job_id, token, _ in marks])
+            rows = [[job_id, _micros(age)] for job_id, _, age in marks if job_id in marked]
+            if rows:
+                cursor.execute(_MARK_SQL, [json.dumps(rows)])
         return marked
 
     def renew_leases(self, held: dict[int, int], lease_seconds: float) -> dict[int, bool]:

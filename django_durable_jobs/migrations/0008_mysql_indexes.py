@@ -1,10 +1,13 @@
 """MariaDB / MySQL only: the indexes and key collations the models cannot declare there.
 
-MySQL has no partial indexes, so Django creates none of the models' conditional
-indexes or the conditional unique constraint on ``unique_key``: this migration
-creates plain equivalents (a unique index on a nullable column allows many
-NULLs, which is the same promise). Key columns (queues, keys, schedule names) get a binary, no-pad
-collation: with the usual case-insensitive defaults ``"Report"`` and
+MySQL has no partial indexes: Django creates the models' conditional indexes
+without their condition (``models.W037``) and the conditional unique constraint
+on ``unique_key`` not at all (``models.W036``). This migration adds only what
+that leaves missing: the claim's order after the status, and a unique index on
+``unique_key`` (on a nullable column it allows many NULLs: the same promise).
+Every index costs each status change a write, so there is no other.
+
+Key columns (queues, keys, schedule names) get a binary, no-pad collation: with the usual case-insensitive defaults ``"Report"`` and
 ``"report"`` (or ``"report "``) would be one unique key, one concurrency key,
 one queue; and columns compared with each other must share a collation.
 Nothing happens on other databases.
@@ -16,18 +19,14 @@ _JOB = "django_durable_jobs_job"
 
 _INDEXES = [
     # The claim, in its ORDER BY (priority DESC needs MariaDB 10.8+ / MySQL 8.0+
-    # to be read in order; see docs/topics/databases.md).
+    # to be read in order; see docs/topics/databases.md). The models' own
+    # ddj_job_ready indexes exist here too, without their condition, so without
+    # the status: they would read the history before the backlog.
     ("ddj_my_ready", _JOB, "status, waiting_for, priority DESC, run_at, id", False),
     ("ddj_my_ready_queue", _JOB, "status, waiting_for, queue, priority DESC, run_at, id", False),
-    ("ddj_my_lease", _JOB, "status, lease_expires_at", False),
-    ("ddj_my_worker", _JOB, "worker_id", False),
-    ("ddj_my_concurrency", _JOB, "status, concurrency_key, concurrency_limit", False),
-    ("ddj_my_finished", _JOB, "status, finished_at", False),
-    ("ddj_my_finished_name", _JOB, "name, status, id", False),
-    ("ddj_my_finished_queue", _JOB, "queue, status, id", False),
-    ("ddj_my_run", _JOB, "run_id", False),
+    # Group callbacks still waiting (the model's ddj_job_waiting is on run_id alone).
     ("ddj_my_waiting", _JOB, "waiting_for", False),
-    ("ddj_my_expiring", _JOB, "status, expires_at", False),
+    # The conditional unique constraint, which Django does not create at all here.
     ("ddj_my_unique_key", _JOB, "unique_key", True),
 ]
 
