@@ -16,10 +16,11 @@ On a private PostgreSQL server (fsync on), with the bench project (bench/project
     draining BENCH_SOAK_JOBS (100,000) no-op jobs at ``--concurrency 8``: its peak
     (VmHWM) and its RSS once the queue is empty. The target is at most setup + 5 MB.
 
-BENCH_BASELINE=<checkout>[,...] measures those checkouts' package too (PYTHONPATH,
-as bench/knobs.py does), interleaved with this one in every round; their migrations
-must be a prefix of this checkout's. Timings on a shared machine are noisy: compare
-medians and the ratios within one run.
+BENCH_BASELINE=<checkout>[,...] measures those checkouts' package too (first on
+PYTHONPATH; every process runs in bench/project/, so that the working directory,
+which ``python -m`` puts first, is not a checkout), interleaved with this one in
+every round; their migrations must be a prefix of this checkout's. Timings on a
+shared machine are noisy: compare medians and the ratios within one run.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ STEPS = [
     ("Worker() built", "Worker() built"),
     ("first connection", "first connection open"),
     ("worker row written", "worker row written"),
-    ("threads started", "threads started"),
+    ("executor pool started (executors, completer, watchdog)", "executor pool started"),
     ("first claim", "first claim returned"),
     ("first jobs run, first outcome committed", "first outcome committed"),
 ]
@@ -91,6 +92,7 @@ def main() -> int:
         name: {"first": [], "claimed": [], "floor": [], "marks": [], "setup_rss": []}
         for name in variants
     }
+    loads: list[float] = []
     with common.private_server() as pg_url:
         base_env = common.system_env(
             "durable_jobs",
@@ -109,6 +111,7 @@ def main() -> int:
         }
         with psycopg.connect(f"{pg_url}/{DB}", autocommit=True) as conn:
             for r in range(runs):
+                loads.append(os.getloadavg()[0])
                 names = list(variants)
                 names = names[r % len(names) :] + names[: r % len(names)]
                 for name in names:
@@ -128,7 +131,7 @@ def main() -> int:
                 log(f"{name}: draining {soak_jobs:,} jobs")
                 results[name]["soak"] = soak(conn, envs[name], soak_jobs, out)
     (out / "startup.json").write_text(json.dumps(results, indent=1))
-    text = report(results, runs, soak_jobs)
+    text = report(results, runs, soak_jobs, loads)
     (out / "startup.md").write_text(text + "\n")
     print(text)
     log(f"results in {out}")
@@ -169,6 +172,7 @@ def start(conn, env: dict, out: Path) -> tuple[float, float]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "django", *ARGS],
         env=env,
+        cwd=PROJECT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -184,7 +188,7 @@ def start(conn, env: dict, out: Path) -> tuple[float, float]:
 
 
 def probe(conn, env: dict, out: Path) -> dict[str, float]:
-    """The same start under startup_probe.py: ms from spawn to each mark."""
+    """The same start under startup_probe.py: ms from spawn to each mark, and CPU ms by then."""
     backlog(conn, BACKLOG)
     marks_file = out / "marks.json"
     marks_file.unlink(missing_ok=True)
@@ -192,6 +196,7 @@ def probe(conn, env: dict, out: Path) -> dict[str, float]:
     proc = subprocess.Popen(
         [sys.executable, str(PROBE), str(marks_file), *ARGS],
         env=env,
+        cwd=PROJECT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -199,14 +204,22 @@ def probe(conn, env: dict, out: Path) -> dict[str, float]:
         wait_for_first_outcome(proc)
     finally:
         stop(proc)
-    return {name: (t - t_spawn) * 1000 for name, t in json.loads(marks_file.read_text())}
+    return {
+        name: ((t - t_spawn) * 1000, cpu * 1000)
+        for name, t, cpu in json.loads(marks_file.read_text())
+    }
 
 
 def setup_only(env: dict) -> tuple[float, list[int]]:
     """A process that only runs django.setup(): seconds from spawn to its end; RSS, HWM (kB)."""
     t_spawn = time.time()
     text = subprocess.run(
-        [sys.executable, "-c", SETUP_ONLY], env=env, capture_output=True, check=True, text=True
+        [sys.executable, "-c", SETUP_ONLY],
+        env=env,
+        cwd=PROJECT,
+        capture_output=True,
+        check=True,
+        text=True,
     ).stdout
     done, *rss = text.split()
     return float(done) - t_spawn, [int(x) for x in rss]
@@ -218,6 +231,7 @@ def importtime(conn, env: dict, out: Path) -> dict[str, float]:
     proc = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", "django", *ARGS],
         env=env,
+        cwd=PROJECT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -270,6 +284,7 @@ def soak(conn, env: dict, n: int, out: Path) -> dict[str, float]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "django", *ARGS],
             env=env,
+            cwd=PROJECT,
             stdout=worker_log,
             stderr=subprocess.STDOUT,
         )
@@ -301,7 +316,7 @@ def soak(conn, env: dict, n: int, out: Path) -> dict[str, float]:
 # --------------------------------------------------------------------------- report
 
 
-def report(results: dict, runs: int, soak_jobs: int) -> str:
+def report(results: dict, runs: int, soak_jobs: int, loads: list[float]) -> str:
     med = statistics.median
     names = list(results)
     base = names[0]
@@ -310,50 +325,58 @@ def report(results: dict, runs: int, soak_jobs: int) -> str:
     def row(label: str, cells: list[str]) -> str:
         return f"| {label} | " + " | ".join(cells) + " |"
 
-    def with_ratio(values: dict[str, float]) -> list[str]:
+    def with_ratio(field: str) -> list[str]:
+        """Median ms; beside the baselines, the median (min-max) of per-round ratios."""
         cells = []
         for name in names:
-            text = f"{values[name]:.0f}"
-            if name != base and values[base]:
-                text += f" (×{values[name] / values[base]:.2f})"
+            text = f"{med(results[name][field]) * 1000:.0f}"
+            if name != base:
+                pairs = zip(results[name][field], results[base][field], strict=True)
+                ratios = [a / b for a, b in pairs]
+                text += f" (×{med(ratios):.2f}, {min(ratios):.2f}–{max(ratios):.2f})"
             cells.append(text)
         return cells
 
-    first = {n: med(results[n]["first"]) * 1000 for n in names}
-    claimed = {n: med(results[n]["claimed"]) * 1000 for n in names}
-    floor = {n: med(results[n]["floor"]) * 1000 for n in names}
+    def over_floor(name: str) -> str:
+        pairs = zip(results[name]["first"], results[name]["floor"], strict=True)
+        return f"{med(a - b for a, b in pairs) * 1000:.0f}"
+
     lines = [
         f"Worker start-up: `runworker --concurrency 8` over a {BACKLOG:,}-job backlog, "
-        f"{runs} starts per checkout (interleaved); medians; ×: ratio to '{base}'.",
+        f"{runs} starts per checkout (interleaved); medians; ×: ratio to '{base}' "
+        "in the same round, median (min–max). Load average (1 min) at each round's start: "
+        + ", ".join(f"{x:.1f}" for x in loads)
+        + f" ({os.cpu_count()} CPUs).",
         "",
         *table_head,
-        row("spawn → first outcome committed, ms", with_ratio(first)),
-        row("spawn → first job claimed, ms", with_ratio(claimed)),
-        row("a `django.setup()`-only process: spawn → setup done, ms", with_ratio(floor)),
-        row(
-            "first outcome committed, less that floor, ms",
-            [f"{first[n] - floor[n]:.0f}" for n in names],
-        ),
+        row("spawn → first outcome committed, ms", with_ratio("first")),
+        row("spawn → first job claimed, ms", with_ratio("claimed")),
+        row("a `django.setup()`-only process: spawn → setup done, ms", with_ratio("floor")),
+        row("first outcome less that floor (same round), ms", [over_floor(n) for n in names]),
         "",
-        "Where the time goes (startup_probe.py: ms per step, medians):",
+        "Where the time goes (startup_probe.py): ms per step (CPU ms of the process, all its "
+        "threads, in that step), medians:",
         "",
         *table_head,
     ]
     for label, key in STEPS:
         prev = previous_mark(key)
-        lines.append(
-            row(
-                label,
-                [
-                    f"{med(m[key] - (m[prev] if prev else 0.0) for m in results[n]['marks']):.1f}"
-                    for n in names
-                ],
-            )
-        )
+        cells = []
+        for n in names:
+            marks = results[n]["marks"]
+            wall = med(m[key][0] - (m[prev][0] if prev else 0.0) for m in marks)
+            cpu = med(m[key][1] - (m[prev][1] if prev else 0.0) for m in marks)
+            cells.append(f"{wall:.1f} ({cpu:.1f})")
+        lines.append(row(label, cells))
+    end = STEPS[-1][1]
     lines.append(
         row(
             "total, probed (spawn → first outcome committed)",
-            [f"{med(m[STEPS[-1][1]] for m in results[n]['marks']):.0f}" for n in names],
+            [
+                f"{med(m[end][0] for m in results[n]['marks']):.0f} "
+                f"({med(m[end][1] for m in results[n]['marks']):.0f})"
+                for n in names
+            ],
         )
     )
     lines += [

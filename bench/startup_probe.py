@@ -7,7 +7,8 @@ wrapped: ``django.setup()`` (split into the apps' modules and models, and each
 app's ``ready()``), loading the command's module, the system checks, the
 worker's construction, its registration (the first connection and the worker
 row), its threads, the first claim and the first outcome batch written. Each
-mark is ``time.time()``, so the parent can put its spawn instant in front; the
+mark is ``time.time()``, so the parent can put its spawn instant in front, and
+the process's CPU time (``time.process_time()``, every thread, from exec); the
 marks are written to MARKS.json once the first outcome is committed.
 """
 
@@ -15,20 +16,21 @@ from __future__ import annotations
 
 import time
 
-T0 = time.time()
+T0, CPU0 = time.time(), time.process_time()
 
 import json  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 
-MARKS: list[tuple[str, float]] = [("probe starts", T0)]
+#: (step, wall clock, CPU seconds of the whole process since it started)
+MARKS: list[tuple[str, float, float]] = [("probe starts", T0, CPU0)]
 _lock = threading.Lock()
 _done = False
 
 
 def mark(name: str) -> None:
     with _lock:
-        MARKS.append((name, time.time()))
+        MARKS.append((name, time.time(), time.process_time()))
 
 
 def dump() -> None:
@@ -107,12 +109,12 @@ def main() -> None:
 def instrument_worker() -> None:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
-    from django_durable_jobs.worker import process, recorder
+    from django_durable_jobs.worker import pool, process, recorder
 
     wrap(process.Worker, "__init__", "Worker() starts", "Worker() built")
     wrap(process.Worker, "_register", "register starts", "worker row written")
     wrap(BaseDatabaseWrapper, "connect", "first connect starts", "first connection open")
-    wrap(process.Worker, "_start_threads", None, "threads started")
+    wrap(pool.JobPool, "start", None, "executor pool started")
     wrap(process.Worker, "_claim", "first claim starts", "first claim returned")
     record = recorder.Recorder.record
 
