@@ -27,6 +27,10 @@ OUR_BACKEND = "django_durable_jobs.tasks_backend.DurableJobsBackend"
 
 
 def _backend_paths() -> dict[str, Any]:
+    """The configured backends' paths; none when the project leaves TASKS at Django's
+    default (nothing of its own to check, and no reason to import ``django.tasks``)."""
+    if not settings.is_overridden("TASKS"):
+        return {}
     tasks = getattr(settings, "TASKS", None)
     if not isinstance(tasks, dict):
         return {}
