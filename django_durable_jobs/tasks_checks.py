@@ -16,7 +16,7 @@ import importlib.util
 from typing import Any
 
 import django
-from django.conf import settings
+from django.conf import global_settings, settings
 from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.checks.registry import registry
 from django.utils.module_loading import import_string
@@ -27,7 +27,11 @@ OUR_BACKEND = "django_durable_jobs.tasks_backend.DurableJobsBackend"
 
 
 def _backend_paths() -> dict[str, Any]:
+    """The configured backends' paths; none when TASKS is Django's default (nothing of
+    the project's to check, and no reason to import ``django.tasks`` at start-up)."""
     tasks = getattr(settings, "TASKS", None)
+    if tasks == getattr(global_settings, "TASKS", None):
+        return {}
     if not isinstance(tasks, dict):
         return {}
     return {

@@ -27,7 +27,7 @@ from .pages import console_context
 if TYPE_CHECKING:
     from .jobs import JobAdmin
 
-Operation = Callable[..., operations.OperationResult]
+    Operation = Callable[..., operations.OperationResult]
 
 #: GET parameters of the changelist that are not filters.
 _NOT_FILTERS = {"p", "o", "all", "e", "_changelist_filters", "_to_field", "_popup"}
@@ -72,15 +72,18 @@ def run_action(
 
 
 def _action(
-    name: str, operation: Operation, permission: str, description: Any, *, confirm: bool = False
+    name: str, operation: str, permission: str, description: Any, *, confirm: bool = False
 ) -> Callable[..., HttpResponse | None]:
+    """The admin action ``name`` running ``operations.<operation>`` (looked up when used:
+    the admin module is imported by every process of the project, workers included)."""
+
     def action(model_admin: JobAdmin, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
         return run_action(
             model_admin,
             request,
             queryset,
             action=name,
-            operation=operation,
+            operation=getattr(operations, operation),
             title=description,
             always_confirm=confirm,
         )
@@ -89,15 +92,9 @@ def _action(
     return admin.action(permissions=[permission], description=description)(action)
 
 
-retry_jobs = _action("retry_jobs", operations.retry, "retry", _("Retry (FAILED, CANCELLED)"))
-cancel_jobs = _action(
-    "cancel_jobs", operations.cancel, "cancel", _("Cancel (READY, RUNNING)"), confirm=True
-)
-run_jobs_now = _action(
-    "run_jobs_now", operations.run_now, "run_now", _("Run now (scheduled READY)")
-)
-delete_jobs = _action(
-    "delete_jobs", operations.delete, "delete", _("Delete (not RUNNING)"), confirm=True
-)
+retry_jobs = _action("retry_jobs", "retry", "retry", _("Retry (FAILED, CANCELLED)"))
+cancel_jobs = _action("cancel_jobs", "cancel", "cancel", _("Cancel (READY, RUNNING)"), confirm=True)
+run_jobs_now = _action("run_jobs_now", "run_now", "run_now", _("Run now (scheduled READY)"))
+delete_jobs = _action("delete_jobs", "delete", "delete", _("Delete (not RUNNING)"), confirm=True)
 
 ACTIONS = [retry_jobs, cancel_jobs, run_jobs_now, delete_jobs]

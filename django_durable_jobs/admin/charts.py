@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from ..operations import Throughput
+from .. import operations
 
 WIDTH, HEIGHT = 760, 190
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 24
@@ -35,7 +35,7 @@ def nice_ceiling(value: int) -> int:
     return 10 * power  # pragma: no cover
 
 
-def throughput_svg(series: Throughput) -> SafeString:
+def throughput_svg(series: operations.Throughput) -> SafeString:
     minutes = len(series.succeeded)
     pairs = list(zip(series.succeeded, series.failed, strict=True))
     top = nice_ceiling(max((ok + failed for ok, failed in pairs), default=0))

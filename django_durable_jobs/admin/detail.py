@@ -47,11 +47,12 @@ PAYLOAD_PARTS = {
     "history": _("Attempt history"),
 }
 
-# action -> (operation, permission codename, allowed statuses)
-JOB_ACTIONS: dict[str, tuple[Any, str, tuple[str, ...]]] = {
-    "retry": (operations.retry, "retry_job", (JobStatus.FAILED, JobStatus.CANCELLED)),
-    "cancel": (operations.cancel, "cancel_job", (JobStatus.READY, JobStatus.RUNNING)),
-    "run-now": (operations.run_now, "run_job_now", (JobStatus.READY,)),
+# action -> (name in ``operations``, permission codename, allowed statuses); by name, so
+# importing the admin (as every process of the project does) does not import them.
+JOB_ACTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "retry": ("retry", "retry_job", (JobStatus.FAILED, JobStatus.CANCELLED)),
+    "cancel": ("cancel", "cancel_job", (JobStatus.READY, JobStatus.RUNNING)),
+    "run-now": ("run_now", "run_job_now", (JobStatus.READY,)),
 }
 
 
@@ -110,7 +111,9 @@ def action_view(
     if not request.user.has_perm(f"django_durable_jobs.{codename}"):
         raise PermissionDenied
     job = _job(model_admin, request, object_id, payload=False)
-    result = operation([job.id], actor=request.user.get_username(), database=model_admin.database)
+    result = getattr(operations, operation)(
+        [job.id], actor=request.user.get_username(), database=model_admin.database
+    )
     if result.done:
         messages.success(request, result.summary())
     else:

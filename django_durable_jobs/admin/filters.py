@@ -20,10 +20,9 @@ from django.db.models.functions import Now
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from .. import registry
+from .. import operations, registry
 from ..constants import JobStatus
 from ..db import get_backend
-from ..operations import queue_names
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -51,7 +50,7 @@ class QueueFilter(admin.SimpleListFilter):
     parameter_name = "queue"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        names = queue_names(model_admin.database)
+        names = operations.queue_names(model_admin.database)
         value = self.value()
         if value and value not in names:
             names.append(value)

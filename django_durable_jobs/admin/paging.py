@@ -15,18 +15,18 @@ from typing import cast
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 
+from .. import operations
 from ..models import Job
-from ..operations import Count, count_jobs
 
 
 class JobPaginator(Paginator):
     max_pages = 200
 
     @cached_property
-    def count_info(self) -> Count:
+    def count_info(self) -> operations.Count:
         # The changelist always pages a queryset; Paginator also types lists.
         queryset = cast("QuerySet[Job]", self.object_list)
-        return count_jobs(queryset, cap=self.max_pages * self.per_page)
+        return operations.count_jobs(queryset, cap=self.max_pages * self.per_page)
 
     @cached_property
     def count(self) -> int:

@@ -20,11 +20,13 @@ lease expires — the at-least-once promise, with a slightly larger window.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from ..connections import close_all
 from ..rows import Outcome
@@ -34,8 +36,12 @@ logger = logging.getLogger("django_durable_jobs.worker")
 
 #: Most outcomes written by one statement.
 MAX_BATCH = 500
-#: Most outcomes waiting to be written before executor threads wait.
-MAX_PENDING = 2000
+#: Most outcomes waiting to be written before executor threads wait: one batch, queued
+#: while the one before it is written. More buys nothing (when outcomes come faster than
+#: the completer writes them, batches are full either way) and costs memory: each one
+#: holds its job's row, so a 2,000-deep queue kept the worker 1.5 MB higher on a
+#: 100,000-job drain (bench/startup.py).
+MAX_PENDING = MAX_BATCH
 
 
 class Ticket:
@@ -76,9 +82,11 @@ class Completer:
         self.recorder = recorder
         self.on_written = on_written
         self.on_drained = on_drained
-        self._queue: queue.Queue[tuple[Outcome, Ticket | None] | Mark | None] = queue.Queue(
-            MAX_PENDING
+        # Outcomes with their tickets; "wake" (start marks are waiting); None: stop.
+        self._queue: queue.Queue[tuple[Outcome, Ticket | None] | Literal["wake"] | None] = (
+            queue.Queue(MAX_PENDING)
         )
+        self._marks: list[Mark] = []
         self._pending = 0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -100,9 +108,15 @@ class Completer:
         return ticket
 
     def mark_started(self, marks: list[Mark]) -> None:
-        """Queue start marks (written with the next batch; never waited for)."""
-        for mark in marks:
-            self._queue.put(mark)
+        """Queue start marks (written with the next batch; never waited for).
+
+        Kept beside the bounded outcome queue, not in it: the watchdog calls this,
+        and must not wait behind a full queue (a slow database) to enforce timeouts.
+        """
+        with self._lock:
+            self._marks.extend(marks)
+        with contextlib.suppress(queue.Full):  # a full queue wakes the completer anyway
+            self._queue.put_nowait("wake")
 
     @property
     def pending(self) -> int:
@@ -133,20 +147,19 @@ class Completer:
             while not stopping:
                 item = self._queue.get()
                 batch: list[tuple[Outcome, Ticket | None]] = []
-                marks: list[Mark] = []
                 while True:
                     if item is None:
                         stopping = True
-                    elif isinstance(item, tuple) and isinstance(item[0], Outcome):
+                    elif item != "wake":
                         batch.append(item)
-                    else:
-                        marks.append(item)
                     if stopping or len(batch) >= MAX_BATCH:
                         break
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         break
+                with self._lock:
+                    marks, self._marks = self._marks, []
                 if marks:
                     self._mark(marks, {outcome.job.id for outcome, _ in batch})
                 if batch:

@@ -71,6 +71,9 @@ PREFETCH_PER_THREAD = 32
 
 #: Exit status of a worker that stopped to be restarted (EX_TEMPFAIL).
 EXIT_RECYCLE = 75
+#: Seconds after the first claim by which the background threads start (see
+#: ``Worker._start_background``), however long the first jobs take.
+BACKGROUND_DELAY = 0.25
 #: Seconds past a rate-limit permit's release at which an idle worker looks again.
 PERMIT_MARGIN = 0.005
 
@@ -172,6 +175,7 @@ class Worker:
         self._force = threading.Event()
         self._background_stop = threading.Event()
         self._background: list[threading.Thread] = []
+        self._background_started = False
         self.db_log = RateLimitedLog(logger)
         self.recorder = Recorder(
             self.backend, worker_id=self.id, give_up=self._force, log=self.db_log
@@ -228,7 +232,7 @@ class Worker:
         )
         try:
             if self._register():
-                self._start_threads()
+                self.pool.start()
                 try:
                     self._claim_loop()
                 finally:
@@ -295,8 +299,21 @@ class Worker:
         with contextlib.suppress(IntegrityError):  # a retried insert that had committed
             row.save(using=self.alias, force_insert=True)
 
-    def _start_threads(self) -> None:
-        self.pool.start()
+    def _start_background(self) -> None:
+        """Start the heartbeat, listener and scheduler threads (once).
+
+        Called once the first jobs have run, or the first claim found none (or
+        failed), and at the latest ``BACKGROUND_DELAY`` after the first claim: their
+        start-up (connections, the listener's LISTEN and probe, the scheduler's
+        first pass) would otherwise compete with the first jobs for the CPU, the
+        GIL and the database. Nothing is lost by the wait: the first heartbeat is
+        due a heartbeat interval later anyway, the listener wakes the claimer once
+        it listens (catching up on whatever was enqueued meanwhile), and the
+        scheduler's first pass enqueues the ticks due by then.
+        """
+        if self._background_started:
+            return
+        self._background_started = True
         loops: list[tuple[str, Any]] = [("heartbeat", Heartbeat(self).run)]
         if self.listen:
             listener = Listener(
@@ -368,6 +385,7 @@ class Worker:
 
     def _claim_loop(self) -> None:
         backoff = Backoff()
+        background_due = time.monotonic() + BACKGROUND_DELAY
         while not self._stop.is_set():
             if self.pool.wants_recycle.is_set():
                 return
@@ -387,12 +405,17 @@ class Worker:
                     if failure is not None:
                         raise failure
                 except Exception as exc:
+                    self._start_background()
                     self.trouble("claim", exc)
                     self._stop.wait(backoff.next())
                     continue
                 backoff.reset()
                 self.pool.prefetch.note_claim(time.monotonic() - claim_started)
                 self.db_log.recovered("claim", "database reachable again: claiming resumed")
+            if not self._background_started:
+                found_none = limit and not claimed
+                if found_none or self.pool.processed or time.monotonic() >= background_due:
+                    self._start_background()
             quota_used = self.max_jobs is not None and self._claimed_total >= self.max_jobs
             if (quota_used or self._over_memory()) and self.pool.idle():
                 return
@@ -400,7 +423,10 @@ class Worker:
                 return
             if claimed and len(claimed) == limit and self._claim_limit():
                 continue  # a full batch: more may be ready, and slots freed meanwhile
-            self._wake.wait(self._idle_wait(limit, claimed))
+            wait = self._idle_wait(limit, claimed)
+            if not self._background_started:
+                wait = min(wait, max(background_due - time.monotonic(), 0.0))
+            self._wake.wait(wait)
 
     def _idle_wait(self, limit: int, claimed: list[ClaimedJob]) -> float:
         """The poll interval; shorter when a rate limit may be what held jobs back.

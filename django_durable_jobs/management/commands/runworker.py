@@ -19,7 +19,6 @@ from django_durable_jobs.periodic import PeriodicConfigError
 from django_durable_jobs.scheduler import Scheduler
 from django_durable_jobs.worker import Worker
 from django_durable_jobs.worker.fairness import QueueSelection, parse_queues
-from django_durable_jobs.worker.supervisor import Supervisor
 
 
 def _positive_int(text: str) -> int:
@@ -212,6 +211,8 @@ class Command(BaseCommand):
             raise CommandError(f"{exc}\n(Or start with --no-scheduler.)") from exc
 
     def _supervise(self, options: dict[str, Any]) -> int:
+        from django_durable_jobs.worker.supervisor import Supervisor  # only with --processes
+
         prefix = self._command_prefix()
         flags = []
         for flag, dest in _CHILD_OPTIONS.items():
