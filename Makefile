@@ -19,7 +19,7 @@ MBIN := $(MATRIX_VENV)/bin
 
 .PHONY: install install-matrix demo test test-sqlite test-postgres test-mariadb test-matrix typecheck docs \
 	package-check lint format clean \
-	bench bench-smoke bench-history bench-profile bench-soak bench-knobs
+	bench bench-smoke bench-history bench-profile bench-soak bench-knobs bench-mariadb
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -136,6 +136,11 @@ bench-smoke:
 	$(PYTHON) bench/history.py --smoke
 	$(PYTHON) bench/profile_worker.py --smoke
 	$(PYTHON) bench/soak.py --smoke
+
+## bench-mariadb: our worker beside django-tasks-db on the MariaDB at BENCH_MYSQL_URL
+## (default root@127.0.0.1:3306; two databases of its own, dropped at the end; ~6 min)
+bench-mariadb:
+	$(PYTHON) bench/mariadb.py
 
 ## bench-history: claim, drain and admin with 2 million finished rows vs none
 bench-history:

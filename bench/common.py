@@ -77,8 +77,8 @@ def log(message: str) -> None:
 # --------------------------------------------------------------------------- virtualenvs
 
 
-def venv_python(system: str) -> Path:
-    return VENVS / SYSTEMS[system]["venv"] / "bin" / "python"
+def venv_python(system: str, spec: dict | None = None) -> Path:
+    return VENVS / (spec or SYSTEMS[system])["venv"] / "bin" / "python"
 
 
 def running_in(python: Path) -> bool:
@@ -86,9 +86,13 @@ def running_in(python: Path) -> bool:
     return Path(sys.prefix).resolve() == python.parent.parent.resolve()
 
 
-def ensure_venv(system: str) -> Path:
-    """Create (or refresh, when its package list changed) the virtualenv of ``system``."""
-    spec = SYSTEMS[system]
+def ensure_venv(system: str, spec: dict | None = None) -> Path:
+    """Create (or refresh, when its package list changed) the virtualenv of ``system``.
+
+    ``spec`` (``venv`` and ``packages``, as in SYSTEMS) is for virtualenvs that are not
+    one of run.py's PostgreSQL systems (bench/mariadb.py's).
+    """
+    spec = spec or SYSTEMS[system]
     path = VENVS / spec["venv"]
     stamp = path / ".bench-packages"
     wanted = json.dumps(spec["packages"])

@@ -15,16 +15,21 @@ The raw-SQL ceiling (``bench/ceiling.py``: one INSERT per job; a batch claim of
 table gives our single enqueue and steady drain as shares of it, with issue 21's
 targets.
 
+``mariadb`` (bench/mariadb.py; not in the default list: it needs the MariaDB server at
+BENCH_MYSQL_URL) is our worker beside django-tasks-db on MariaDB: it takes its turn
+in each round like a system, and prints a table of its own.
+
 Environment: BENCH_REPEATS, BENCH_SCALE, BENCH_ONLY (e.g. W3,W4), BENCH_SYSTEMS
 (e.g. durable_jobs,pgqueuer; ``ceiling`` is the raw-SQL ceiling, bench/ceiling.py,
-measured in each round like a system), BENCH_PG_URL (use that server instead of a private
-one), BENCH_PEERS_DIR (the shared harness), BENCH_DDJ_ARGS / BENCH_DDJ_SETTINGS
-(runworker arguments / DURABLE_JOBS overrides for experiments).
+measured in each round like a system; ``mariadb``, see above), BENCH_PG_URL (use that
+server instead of a private one), BENCH_PEERS_DIR (the shared harness), BENCH_DDJ_ARGS /
+BENCH_DDJ_SETTINGS (runworker arguments / DURABLE_JOBS overrides for experiments).
 Results: bench/results/<stamp>/ (raw JSON per system and round, table.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -37,10 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ceiling
 import common
+import mariadb
 from common import SYSTEMS, log
 
 OURS = "durable_jobs"
 CEILING = "ceiling"
+MARIADB = "mariadb"
 
 # Our figures against the ceiling that bounds them (bench/ceiling.py), with issue 21's targets:
 # (label, our workload, our field, ceiling step, ceiling label, target share)
@@ -223,48 +230,63 @@ def main() -> int:
         # A drain must outlast the harness's 50 ms polling (runner.py divides by it).
         os.environ.setdefault("BENCH_N_W3", "1000")
     repeats = int(os.environ.get("BENCH_REPEATS", "3"))
-    known = [*SYSTEMS, CEILING]
-    systems = [s for s in os.environ.get("BENCH_SYSTEMS", ",".join(known)).split(",") if s]
+    default = [*SYSTEMS, CEILING]
+    known = [*default, MARIADB]
+    systems = [s for s in os.environ.get("BENCH_SYSTEMS", ",".join(default)).split(",") if s]
     unknown = set(systems) - set(known)
     if unknown:
         sys.exit(f"unknown system(s) {sorted(unknown)}; choose from {sorted(known)}")
     if not (common.SHARED / "runner.py").exists():
         sys.exit(f"the shared peer harness is missing: {common.SHARED} (set BENCH_PEERS_DIR)")
     for system in systems:
+        if system == MARIADB:
+            mariadb.ensure_venvs()
+            continue
         # The ceiling runs in our virtualenv (psycopg, and our migrations for its table).
         common.ensure_venv(OURS if system == CEILING else system)
     out = common.RESULTS / time.strftime("%Y%m%dT%H%M%S")
     scratch = out / "scratch"
     rounds: list[dict] = []
+    maria_rounds: list[dict] = []
     loads: list[str] = []
-    with common.private_server() as pg_url:
-        for r in range(repeats):
-            order = systems[r % len(systems) :] + systems[: r % len(systems)]
-            before = os.getloadavg()[0]
-            rnd = {}
-            for system in order:
-                log(f"round {r + 1}/{repeats}: {system}")
-                if system == CEILING:
-                    rnd[system] = ceiling.run(pg_url, out, str(r + 1))
-                    continue
-                rnd[system] = common.run_runner(
-                    system, pg_url, out, BENCH_REPEATS="1", BENCH_SCRATCH=str(scratch)
-                )
-            rounds.append(rnd)
-            loads.append(f"{before:.1f}/{os.getloadavg()[0]:.1f}")
-    peers = [s for s in systems if s != CEILING]
-    first = rounds[0][(peers or systems)[0]]["meta"]
-    meta = {
-        "cpus": first["cpus"],
-        "server": first["server"].split(" on ")[0],
-        "load": loads,
-        "scale": os.environ.get("BENCH_SCALE", "1.0"),
-    }
-    text = table(rounds, peers, meta) if peers else ""
+    postgres = set(systems) != {MARIADB}
+    with common.private_server() if postgres else contextlib.nullcontext() as pg_url:
+        try:
+            for r in range(repeats):
+                order = systems[r % len(systems) :] + systems[: r % len(systems)]
+                before = os.getloadavg()[0]
+                rnd = {}
+                for system in order:
+                    log(f"round {r + 1}/{repeats}: {system}")
+                    if system == MARIADB:
+                        maria_rounds.append(mariadb.run_round(out, r))
+                    elif system == CEILING:
+                        rnd[system] = ceiling.run(pg_url, out, str(r + 1))
+                    else:
+                        rnd[system] = common.run_runner(
+                            system, pg_url, out, BENCH_REPEATS="1", BENCH_SCRATCH=str(scratch)
+                        )
+                rounds.append(rnd)
+                loads.append(f"{before:.1f}/{os.getloadavg()[0]:.1f}")
+        finally:
+            if MARIADB in systems:
+                mariadb.drop_databases()
+    peers = [s for s in systems if s not in (CEILING, MARIADB)]
+    texts = []
+    meta: dict = {"load": loads, "scale": os.environ.get("BENCH_SCALE", "1.0")}
+    if postgres:
+        first = rounds[0][(peers or [CEILING])[0]]["meta"]
+        meta.update(cpus=first["cpus"], server=first["server"].split(" on ")[0])
+    if peers:
+        texts.append(table(rounds, peers, meta))
     if CEILING in systems:
-        text = "\n\n".join(t for t in (text, ceiling_table(rounds)) if t)
+        texts.append(ceiling_table(rounds))
+    if maria_rounds:
+        texts.append("On MariaDB (bench/mariadb.py):\n\n" + mariadb.table(maria_rounds))
+    text = "\n\n".join(texts)
     (out / "table.md").write_text(text + "\n")
-    (out / "rounds.json").write_text(json.dumps({"meta": meta, "rounds": rounds}, indent=1))
+    dump = {"meta": meta, "rounds": rounds, "mariadb_rounds": maria_rounds}
+    (out / "rounds.json").write_text(json.dumps(dump, indent=1))
     print(text)
     log(f"results in {out}")
     return 0
