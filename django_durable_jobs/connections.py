@@ -265,7 +265,8 @@ def database_writable(alias: str) -> bool:
                 return cursor.fetchone()[0] == "off"
             if connection.vendor == "mysql":
                 # (MariaDB before 11.1 names it tx_read_only; MySQL 8 only transaction_read_only.)
-                session = "tx_read_only" if connection.mysql_is_mariadb else "transaction_read_only"
+                mariadb = getattr(connection, "mysql_is_mariadb", False)
+                session = "tx_read_only" if mariadb else "transaction_read_only"
                 cursor.execute(f"SELECT @@global.read_only, @@session.{session}")
                 return not any(cursor.fetchone())
             cursor.execute("SELECT 1")

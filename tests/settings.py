@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -26,6 +27,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 SUFFIX = os.environ.get("DDJ_TEST_DB_SUFFIX", "main")
 TEST_DB = os.environ.get("TEST_DB", "sqlite")
 USE_TEST_DB = os.environ.get("DDJ_USE_TEST_DB") == "1"
+DATABASES: dict[str, dict[str, Any]]
 
 if TEST_DB == "postgres":
     url = urlparse(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -30,6 +31,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, OperationalError, transaction
 
+from ..connections import is_retryable_conflict
 from ..constants import STATUS_BITS, JobStatus
 from ..meta import ORPHANED
 from ..rates import QUEUE_KEY_PREFIX, QueueGate, job_rate_limits_declared
@@ -47,7 +49,12 @@ from .base import (
     gates_for,
 )
 
+logger = logging.getLogger("django_durable_jobs.db")
+
 NOW = "UTC_TIMESTAMP(6)"
+
+#: Attempts of a claim that loses deadlocks (see ``MySQLBackend.claim``).
+_CLAIM_TRIES = 3
 
 #: Rows per INSERT statement (a statement must fit ``max_allowed_packet``).
 INSERT_CHUNK = 1000
@@ -394,6 +401,21 @@ class MySQLBackend(Backend):
     # -- worker ------------------------------------------------------------
     def claim(
         self, *, worker_id: uuid.UUID, queues: list[str] | None, limit: int, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        """A deadlock (InnoDB's duplicate checks on the unique index take gap locks even in
+        READ COMMITTED, so a claim can meet a concurrent enqueue there) rolls the claim
+        back whole: nothing was claimed, and it is tried again at once, a few times."""
+        for _ in range(_CLAIM_TRIES - 1):
+            try:
+                return self._claim(worker_id, queues, limit, lease_seconds)
+            except OperationalError as exc:
+                if not is_retryable_conflict(exc):
+                    raise
+                logger.debug("claim lost a deadlock; trying again", exc_info=True)
+        return self._claim(worker_id, queues, limit, lease_seconds)
+
+    def _claim(
+        self, worker_id: uuid.UUID, queues: list[str] | None, limit: int, lease_seconds: float
     ) -> list[ClaimedJob]:
         queue_gates = gates_for(queues)
         rated_jobs = job_rate_limits_declared()

@@ -15,7 +15,7 @@ from django_durable_jobs.constants import STATUS_BITS, AttemptOutcome, JobStatus
 from django_durable_jobs.maintenance import rescue_expired_leases
 from django_durable_jobs.meta import ORPHANED
 from django_durable_jobs.models import FailedAttempts, Job
-from django_durable_jobs.operations.history import history
+from django_durable_jobs.operations.job_history import history
 from django_durable_jobs.operations.jobs import retry
 
 from .support import (
