@@ -61,7 +61,8 @@ class Ticket:
         self._done.set()
 
 
-#: A start mark: (job id, lease token, seconds since the job started).
+#: A start mark: ``(job id, lease token, time.monotonic() when the attempt started)``; its
+#: age is taken when it is written, so a mark that waited for the next batch is not late.
 Mark = tuple[int, int, float]
 
 
@@ -169,11 +170,13 @@ class Completer:
 
     def _mark(self, marks: list[Mark], finishing: set[int]) -> None:
         """Write start marks, except for jobs whose outcome (which marks them too) is here."""
-        marks = [mark for mark in marks if mark[0] not in finishing]
-        if not marks:
+        now = time.monotonic()
+        ages = [(job_id, token, now - started) for job_id, token, started in marks]
+        ages = [mark for mark in ages if mark[0] not in finishing]
+        if not ages:
             return
         try:
-            self.recorder.backend.mark_started(marks)
+            self.recorder.backend.mark_started(ages)
         except Exception:
             # Only evidence for a rescue: without it, a lost job runs again uncounted.
             logger.warning("writing %s start mark(s) failed", len(marks), exc_info=True)

@@ -108,7 +108,7 @@ class Watchdog:
                     stuck = True
         if unmarked:
             pool.completer.mark_started(
-                [(slot.job.id, slot.job.lease_token, now - slot.started) for slot in unmarked]
+                [(slot.job.id, slot.job.lease_token, slot.started) for slot in unmarked]
             )
         for slot in expired:
             pool.timed_out(slot)
