@@ -70,25 +70,6 @@ CLAIM_COLUMNS = (
 )
 
 
-#: ``claim_by_id``'s fields (``ClaimedJob``'s, with ``attempts`` for ``attempt``).
-_CLAIM_FIELDS = (
-    "id",
-    "name",
-    "queue",
-    "priority",
-    "args",
-    "kwargs",
-    "attempts",
-    "max_attempts",
-    "timeout",
-    "lease_token",
-    "meta",
-    "run_id",
-    "unique_states",
-    "expires_at",
-)
-
-
 def gates_for(queues: list[str] | None) -> tuple[QueueGate, ...]:
     """The queue limits a claim from these queues (None: all) must enforce."""
     gates = queue_gates()
@@ -203,7 +184,7 @@ class Backend:
         row = (
             jobs.filter(id=job_id, status=JobStatus.READY, waiting_for=0)
             .exclude(expires_at__lte=timezone.now())  # expires=: never started late
-            .values(*_CLAIM_FIELDS)
+            .values(*CLAIM_COLUMNS)
             .first()
         )
         if row is None:
@@ -224,7 +205,7 @@ class Backend:
             return None
         return ClaimedJob(
             **{
-                **{name: row[name] for name in _CLAIM_FIELDS if name != "attempts"},
+                **{name: row[name] for name in CLAIM_COLUMNS if name != "attempts"},
                 "attempt": row["attempts"] + 1,
                 "lease_token": row["lease_token"] + 1,
             }

@@ -223,10 +223,13 @@ def _placeholders(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
-def _is_duplicate_unique_key(exc: IntegrityError) -> bool:
+def is_duplicate_key(exc: IntegrityError, index: str | None = None) -> bool:
+    """A duplicate-key error (of the index whose name contains ``index``, if given)."""
     cause = exc.__cause__ or exc
     args: tuple[Any, ...] = tuple(getattr(cause, "args", ()))
-    return len(args) == 2 and args[0] == DUPLICATE_KEY and "unique_key" in str(args[1])
+    if len(args) != 2 or args[0] != DUPLICATE_KEY:
+        return False
+    return index is None or index in str(args[1])
 
 
 class _Gates:
@@ -239,8 +242,9 @@ class _Gates:
         self.room: dict[tuple[str, str], int | None] = {}  # None: locked by another claim
         self.locked = False
 
-    def _take(self, kind: str, key: str, count_sql: str, count_key: str, limit: int) -> int | None:
-        """The room of one gate, from a count under its lock (None: another claim holds it)."""
+    def _open(self, kind: str, key: str, count_sql: str, count_key: str, limit: int) -> None:
+        """Learn the room of one gate, from a count under its lock (None: another claim holds
+        it), once per claim."""
         if (kind, key) not in self.room:
             self.cursor.execute("SELECT GET_LOCK(%s, 0)", [_lock_name(kind, key)])
             if self.cursor.fetchone()[0] == 1:
@@ -249,7 +253,6 @@ class _Gates:
                 self.room[kind, key] = limit - self.cursor.fetchone()[0]
             else:
                 self.room[kind, key] = None
-        return self.room[kind, key]
 
     def admit(self, candidate: tuple[Any, ...]) -> bool:
         """Whether this candidate may start now; if so, it takes one place in each of its gates."""
@@ -259,19 +262,19 @@ class _Gates:
         wanted: list[tuple[str, str]] = []
         if key is not None:
             wanted.append(("c", key))
-            self._take("c", key, _COUNT_RUNNING_KEY_SQL, key, key_limit)
+            self._open("c", key, _COUNT_RUNNING_KEY_SQL, key, key_limit)
         if rate_key is not None and self.rated:
             wanted.append(("r", rate_key))
-            self._take("r", rate_key, _COUNT_STARTS_SQL, rate_key, rate_limit)
+            self._open("r", rate_key, _COUNT_STARTS_SQL, rate_key, rate_limit)
         gate = self.queue_gates.get(queue)
         if gate is not None:
             if gate.concurrency is not None:
                 wanted.append(("q", queue))
-                self._take("q", queue, _COUNT_RUNNING_QUEUE_SQL, queue, gate.concurrency)
+                self._open("q", queue, _COUNT_RUNNING_QUEUE_SQL, queue, gate.concurrency)
             if gate.rate is not None:
                 queue_key = QUEUE_KEY_PREFIX + queue
                 wanted.append(("r", queue_key))
-                self._take("r", queue_key, _COUNT_STARTS_SQL, queue_key, gate.rate.starts)
+                self._open("r", queue_key, _COUNT_STARTS_SQL, queue_key, gate.rate.starts)
         if any((self.room[place] or 0) <= 0 for place in wanted):
             return False
         for place in wanted:
@@ -335,7 +338,7 @@ class MySQLBackend(Backend):
                     with one_inserter(cursor, "u", jobs[index].unique_key):
                         (ids[index],) = self._insert_rows(cursor, [jobs[index]])
                 except IntegrityError as exc:
-                    if not _is_duplicate_unique_key(exc):
+                    if not is_duplicate_key(exc, "unique_key"):
                         raise
                     ids[index] = None
         return [ids[index] for index in range(len(jobs))]

@@ -27,7 +27,6 @@ _CLAIM_TICK_SQL = (
 
 
 _INSERT_TICK_SQL = f"INSERT INTO {TICK_TABLE} (schedule, fire_time, created_at) VALUES (%s, %s, %s)"
-_DUPLICATE_KEY = 1062
 
 
 def claim_tick(alias: str, schedule: str, fire_time: datetime) -> int | None:
@@ -47,14 +46,13 @@ def _claim_tick_mysql(cursor: Any, params: list[Any]) -> int | None:
     """MySQL has no ON CONFLICT ... RETURNING: the duplicate-key error is the answer. InnoDB
     rolls back only the failed statement, so the caller's transaction goes on; a concurrent
     insert of the same key waits for the first transaction, as on PostgreSQL."""
-    from .mysql import one_inserter
+    from .mysql import is_duplicate_key, one_inserter
 
     try:
         with one_inserter(cursor, "t", f"{params[0]}@{params[1]}"):
             cursor.execute(_INSERT_TICK_SQL, params)
             return cursor.lastrowid  # (before the lock's release resets it)
     except IntegrityError as exc:
-        cause = exc.__cause__
-        if cause is not None and getattr(cause, "args", (None,))[0] == _DUPLICATE_KEY:
+        if is_duplicate_key(exc):
             return None
         raise
