@@ -148,8 +148,10 @@ class PrivateServer:
     (initdb refuses root), on a non-default loopback port. ``stop()`` removes it.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, conf: dict[str, str] | None = None) -> None:
         self.port = _free_port(port or int(os.environ.get("BENCH_PG_PORT", "55433")))
+        #: postgresql.conf lines beyond the defaults below (they win: written last).
+        self.conf = conf or {}
         self.dir = Path(tempfile.mkdtemp(prefix="ddj-bench-pg-"))
         self.data = self.dir / "data"
         self.running = False
@@ -190,6 +192,7 @@ class PrivateServer:
                 "shared_buffers = 512MB\n"
                 "fsync = on\nsynchronous_commit = on\n"
             )
+            conf.writelines(f"{key} = {value}\n" for key, value in self.conf.items())
         subprocess.run(
             self._as_postgres(
                 str(PG_BIN / "pg_ctl"),

@@ -55,6 +55,8 @@ DATABASES = {
         # Django's default is client-side binding (psycopg ClientCursor); "1" measures
         # server-side binding instead.
         "OPTIONS": {"server_side_binding": os.environ.get("BENCH_DJ_SERVER_SIDE_BINDING") == "1"},
+        # Behind PgBouncer in transaction mode (Django's advice; docs/howto/pgbouncer.md).
+        "DISABLE_SERVER_SIDE_CURSORS": os.environ.get("BENCH_DJ_POOLER") == "transaction",
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
