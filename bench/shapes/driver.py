@@ -294,6 +294,17 @@ def spawn(system: System, log_path: str) -> list[subprocess.Popen]:
     ]
 
 
+def py_spy(pid: int) -> subprocess.Popen | None:
+    """With BENCH_SHAPES_PYSPY=<file>: py-spy's raw stacks of the (first) worker process."""
+    raw = os.environ.get("BENCH_SHAPES_PYSPY")
+    if not raw:
+        return None
+    cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid)]
+    cmd += ["--rate", "250", "--nonblocking", "--threads", "--format", "raw", "-o", raw]
+    time.sleep(0.1)  # the process must exist for py-spy to attach
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def stop(procs: list[subprocess.Popen], grace: float = 15.0) -> None:
     for p in procs:
         if p.poll() is None:
@@ -316,6 +327,7 @@ def drain(system: System, conn, workload: str, n: int, log_path: str) -> dict:
     conn.execute("CHECKPOINT")  # the same starting point for every run
     t_spawn = time.perf_counter()
     procs = spawn(system, log_path)
+    spy = py_spy(procs[0].pid)
     sampler = RssSampler([p.pid for p in procs])
     sampler.start()
     t_first = t_end = None
@@ -339,6 +351,9 @@ def drain(system: System, conn, workload: str, n: int, log_path: str) -> dict:
     finally:
         sampler.halt.set()
         sampler.join(2)
+        if spy:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its samples when interrupted
+            spy.wait(30)
         stop(procs)
     steady = t_end and t_first and t_end > t_first
     return {
