@@ -1,6 +1,6 @@
 """Real job shapes: our worker against django-tasks-db, procrastinate, pgqueuer on jobs that work.
 
-    python bench/shapes.py            # BENCH_REPEATS (3) interleaved rounds, ~10 min
+    python bench/shapes.py            # BENCH_REPEATS (3) interleaved rounds, ~15 min
     python bench/shapes.py --smoke    # one small round, ~1 min
 
 On one private PostgreSQL 15 server (fsync on), each system in its own virtualenv
