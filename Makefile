@@ -19,7 +19,7 @@ MBIN := $(MATRIX_VENV)/bin
 
 .PHONY: install install-matrix demo test test-sqlite test-postgres test-mariadb test-matrix typecheck docs \
 	package-check lint format clean \
-	bench bench-smoke bench-history bench-profile bench-soak bench-knobs bench-mariadb
+	bench bench-smoke bench-history bench-profile bench-soak bench-knobs bench-mariadb bench-shapes
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -136,6 +136,7 @@ bench-smoke:
 	$(PYTHON) bench/history.py --smoke
 	$(PYTHON) bench/profile_worker.py --smoke
 	$(PYTHON) bench/soak.py --smoke
+	$(PYTHON) bench/shapes.py --smoke
 
 ## bench-mariadb: our worker beside django-tasks-db on the MariaDB at BENCH_MYSQL_URL
 ## (default root@127.0.0.1:3306; two databases of its own, dropped at the end; ~6 min)
@@ -157,6 +158,10 @@ bench-soak:
 ## bench-knobs: drain rate per worker option (log level, concurrency, LISTEN)
 bench-knobs:
 	$(PYTHON) bench/knobs.py
+
+## bench-shapes: real job shapes (ORM write, 50 ms sleep, 1 MB arguments) against the peers
+bench-shapes:
+	$(PYTHON) bench/shapes.py
 
 format: install
 	$(BIN)/ruff format .

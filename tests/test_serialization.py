@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.translation import gettext_lazy
 
-from django_durable_jobs import InvalidJobArguments, PayloadTooLarge
+from django_durable_jobs import InvalidJobArguments, PayloadTooLarge, serialization
 from django_durable_jobs.models import Job
 from django_durable_jobs.serialization import (
     DecodeError,
@@ -72,6 +72,51 @@ def test_round_trip_through_the_database():
     assert args == ROUND_TRIP
     assert [type(a) for a in args] == [type(v) for v in ROUND_TRIP]
     assert kwargs == {"key": ROUND_TRIP}
+
+
+@pytest.mark.parametrize("value", ROUND_TRIP, ids=repr)
+def test_round_trip_through_stored_text(value):
+    """Workers read the stored JSON as text (or bytes): tagged values in it come back typed."""
+    args_json, kwargs_json = encode_payload([value], {"k": value}, 0)
+    for args_text, kwargs_text in [
+        (args_json, kwargs_json),
+        (args_json.encode(), kwargs_json.encode()),
+    ]:
+        args, kwargs = load_payload(args_text, kwargs_text)
+        assert args == [value]
+        assert type(args[0]) is type(value)
+        assert kwargs == {"k": value}
+        assert type(kwargs["k"]) is type(value)
+
+
+def test_stored_text_without_tags_is_parsed_once(monkeypatch):
+    """Large plain arguments are not walked (copied) by decode() after json.loads."""
+
+    def walk(value):
+        raise AssertionError("decode() walked text that holds no tag")
+
+    items = [{"id": i, "name": f"item {i}", "price": i * 0.5} for i in range(1000)]
+    args_json, kwargs_json = encode_payload([1, "two"], {"items": items}, 0)
+    monkeypatch.setattr(serialization, "decode", walk)
+    assert load_payload(args_json, kwargs_json) == ([1, "two"], {"items": items})
+    assert load_payload(args_json.encode(), kwargs_json.encode()) == ([1, "two"], {"items": items})
+
+
+@pytest.mark.django_db
+def test_round_trip_of_the_stored_text_on_the_database():
+    """The text the database gives back (jsonb's own output on PostgreSQL) decodes the same."""
+    from django.db import connection
+
+    handle = echo.enqueue(*ROUND_TRIP, key=ROUND_TRIP, plain=[{"a": 1}])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT args, kwargs FROM django_durable_jobs_job WHERE id = %s", [handle.id]
+        )
+        stored_args, stored_kwargs = cursor.fetchone()
+    args, kwargs = load_payload(stored_args, stored_kwargs)
+    assert args == ROUND_TRIP
+    assert [type(a) for a in args] == [type(v) for v in ROUND_TRIP]
+    assert kwargs == {"key": ROUND_TRIP, "plain": [{"a": 1}]}
 
 
 class Color(enum.IntEnum):
