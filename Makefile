@@ -19,7 +19,8 @@ MBIN := $(MATRIX_VENV)/bin
 
 .PHONY: install install-matrix demo test test-sqlite test-postgres test-mariadb test-matrix typecheck docs \
 	package-check lint format clean \
-	bench bench-smoke bench-history bench-profile bench-soak bench-knobs bench-mariadb bench-shapes
+	bench bench-smoke bench-history bench-profile bench-soak bench-knobs bench-mariadb bench-shapes \
+	bench-many-workers
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -137,6 +138,7 @@ bench-smoke:
 	$(PYTHON) bench/profile_worker.py --smoke
 	$(PYTHON) bench/soak.py --smoke
 	$(PYTHON) bench/shapes.py --smoke
+	$(PYTHON) bench/many_workers.py --smoke
 
 ## bench-mariadb: our worker beside django-tasks-db on the MariaDB at BENCH_MYSQL_URL
 ## (default root@127.0.0.1:3306; two databases of its own, dropped at the end; ~6 min)
@@ -162,6 +164,10 @@ bench-knobs:
 ## bench-shapes: real job shapes (ORM write, 50 ms sleep, 1 MB arguments) against the peers
 bench-shapes:
 	$(PYTHON) bench/shapes.py
+
+## bench-many-workers: 1-32 runworker processes on one server, direct and through PgBouncer
+bench-many-workers:
+	$(PYTHON) bench/many_workers.py
 
 format: install
 	$(BIN)/ruff format .
