@@ -75,6 +75,17 @@ def test_queue_stats_counts_backlog_and_oldest_due_job():
     assert "default" in stats
 
 
+def test_queue_stats_count_ready_jobs_waiting_on_others():
+    # READY is counted in two parts, each on a partial index: the claimable, the waiting.
+    make_jobs(3, queue="emails")
+    make_jobs(2, queue="emails", waiting_for=1)
+    make_jobs(4, queue="reports", waiting_for=3)
+    stats = {queue.name: queue for queue in operations.queue_stats(cap=10)}
+    assert str(stats["emails"].counts[JobStatus.READY]) == "5"
+    assert str(stats["reports"].counts[JobStatus.READY]) == "4"
+    assert stats["emails"].due == 3
+
+
 def test_throughput_counts_successes_and_failed_attempts_per_minute():
     now = get_backend("default").db_now()
     make_jobs(3, JobStatus.SUCCESSFUL, finished_at=now - timedelta(minutes=5))
