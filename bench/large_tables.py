@@ -130,13 +130,26 @@ def setup(db: str, finished: int, ready: int) -> dict:
         _execute(BACKLOG_SQL, [ready])
     loaded = time.perf_counter()
     _execute(f"VACUUM ANALYZE {TABLE}")
+    vacuumed = time.perf_counter()
     return {
         "finished": finished,
         "ready": ready,
         "load_s": loaded - started,
-        "vacuum_s": time.perf_counter() - loaded,
+        "vacuum_s": vacuumed - loaded,
+        "settle_s": _settle(db),
         **_sizes(),
     }
+
+
+def _settle(db: str, limit: float = 600.0) -> float:
+    """CHECKPOINT, then wait for autovacuum to leave ``db``: the load's writes not measured."""
+    started = time.perf_counter()
+    _execute("CHECKPOINT")
+    busy = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query LIKE 'autovacuum:%%'"
+    while _scalar(busy, [db]) and time.perf_counter() - started < limit:
+        time.sleep(2)
+    _execute("CHECKPOINT")
+    return time.perf_counter() - started
 
 
 def _admin_pages(client, job_id: int) -> dict[str, float]:
@@ -599,11 +612,26 @@ def main() -> int:
 
 def report(results: dict) -> str:
     rounds, setup = results["rounds"], results["setup"]["large"]
-    lines = [
+    lines = _rounds_report(results) if rounds else [_setup_line(setup)]
+    if "retention" in results:
+        lines += ["", *retention_report(results["retention"])]
+    return "\n".join(lines)
+
+
+def _setup_line(setup: dict) -> str:
+    return (
         f"Large: {setup['finished']:,} finished + {setup['ready']:,} READY rows, loaded in "
-        f"{setup['load_s']:.0f} s, VACUUM ANALYZE {setup['vacuum_s']:.0f} s: heap "
+        f"{setup['load_s']:.0f} s, VACUUM ANALYZE {setup['vacuum_s']:.0f} s, CHECKPOINT and "
+        f"autovacuum idle {setup.get('settle_s', 0):.0f} s: heap "
         f"{setup['heap_mb']:,.0f} MB, indexes {setup['indexes_mb']:,.0f} MB "
-        f"(total {setup['total_mb']:,.0f} MB). Empty: only the READY jobs each step consumes.",
+        f"(total {setup['total_mb']:,.0f} MB). Empty: only the READY jobs each step consumes."
+    )
+
+
+def _rounds_report(results: dict) -> list[str]:
+    rounds, setup = results["rounds"], results["setup"]["large"]
+    lines = [
+        _setup_line(setup),
         "Indexes (MB): " + ", ".join(f"{name} {mb:,.0f}" for name, mb in setup["index_mb"].items()),
         f"{len(rounds)} round(s), large and empty interleaved; medians over rounds; ratio = "
         "large ÷ empty per round (median, range).",
@@ -615,16 +643,14 @@ def report(results: dict) -> str:
         "",
         "Load averages (1/5/15 min) at each round's start and end: "
         + "; ".join(f"{r['load_start']} → {r['load_end']}" for r in rounds)
-        + f"; whole run {results['load_start']} → {results['load_end']}.",
+        + f"; whole run {results['load_start']} → {results.get('load_end', _loads())}.",
         "",
         "Slowest queries of each admin page on large (last round):",
         "",
     ]
     for url, queries in rounds[-1]["large"]["admin_slowest_queries"].items():
         lines.append(f"- `{url}`: " + "; ".join(f"{ms:.1f} ms `{sql}`" for ms, sql in queries))
-    if "retention" in results:
-        lines += ["", *retention_report(results["retention"])]
-    return "\n".join(lines)
+    return lines
 
 
 def _row(rounds, label, get, target=None, nd=2) -> str:
@@ -775,6 +801,8 @@ if __name__ == "__main__":
         print(json.dumps(COMMANDS[sys.argv[1]](sys.argv[2:]), default=str))
     elif len(sys.argv) > 2 and sys.argv[1] == "feed":
         feed(sys.argv[2], float(sys.argv[3]))
+    elif len(sys.argv) > 2 and sys.argv[1] == "report":  # the tables of a saved run
+        print(report(json.loads(Path(sys.argv[2]).read_text())))
     elif len(sys.argv) > 2 and sys.argv[1] == "probe":
         probe(sys.argv[2], sys.argv[3])
     else:
