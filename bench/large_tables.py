@@ -37,8 +37,9 @@ the deletes: how long until autovacuum has cleaned the table (BENCH_LARGE_AV_WAI
 most), then a refill of BENCH_LARGE_REFILL rows: does the table reuse the freed space?
 
 Knobs: BENCH_LARGE_FINISHED, BENCH_LARGE_READY, BENCH_LARGE_EXPIRE (default half the
-finished rows), BENCH_N_W3 (drain size), BENCH_REPEATS, BENCH_LARGE_FEED_RATE (200),
-BENCH_LARGE_BASELINE_S, BENCH_LARGE_AV_WAIT (s), BENCH_LARGE_REFILL, BENCH_PG_PORT.
+finished rows; 0 skips retention), BENCH_N_W3 (drain size), BENCH_REPEATS,
+BENCH_LARGE_FEED_RATE (200), BENCH_LARGE_BASELINE_S, BENCH_LARGE_AV_WAIT (s),
+BENCH_LARGE_REFILL, BENCH_PG_PORT.
 """
 
 from __future__ import annotations
@@ -594,10 +595,11 @@ def main() -> int:
             results["rounds"].append(rnd)
         (out / "large_tables.json").write_text(json.dumps(results, indent=1, default=str))
         log("rounds done:\n" + report(results))
-        log(f"retention on {DATABASES['large']} ({_loads()})")
-        results["retention"] = _inside(
-            "retention", pg_url, DATABASES["large"], *retention_args, out=out
-        )
+        if expire:  # BENCH_LARGE_EXPIRE=0: the rounds alone
+            log(f"retention on {DATABASES['large']} ({_loads()})")
+            results["retention"] = _inside(
+                "retention", pg_url, DATABASES["large"], *retention_args, out=out
+            )
     results["load_end"] = _loads()
     (out / "large_tables.json").write_text(json.dumps(results, indent=1, default=str))
     text = report(results)
