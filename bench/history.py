@@ -40,7 +40,7 @@ EMPTY_CLAIMS = 200
 BATCH = 8
 
 # One statement per chunk; values vary like a real history (names, queues, statuses, times).
-LOAD_SQL = f"""
+LOAD_SQL_TEMPLATE = f"""
 INSERT INTO {TABLE} (name, queue, priority, status, args, kwargs, result, errors, attempts,
     max_attempts, run_at, enqueued_at, started_at, finished_at, worker_id, lease_token,
     unique_states, waiting_for, meta)
@@ -56,9 +56,20 @@ SELECT
         'message', 'boom ' || g, 'traceback', 'Traceback (most recent call last): ...'))
         ELSE '[]'::jsonb END,
     1, 5, t, t, t, t + interval '20 milliseconds', gen_random_uuid(), 1, 0, 0, '{{}}'::jsonb
-FROM (SELECT g, now() - (random() * interval '30 days') AS t
+FROM (SELECT g, {{when}} AS t
       FROM generate_series(%s::bigint, %s::bigint) AS g) AS s
 """
+#: Finished at random times over the last 30 days (ids and times uncorrelated).
+RANDOM_WHEN = "now() - (random() * interval '30 days')"
+#: Finished in id order over the 30 days before now (``%(total)s`` rows in all), as a
+#: real history is: the oldest ids finished first (bench/large_tables.py's retention).
+ORDERED_WHEN = "now() - (%(total)s - g) * (interval '30 days' / %(total)s)"
+LOAD_SQL = LOAD_SQL_TEMPLATE.replace("{when}", RANDOM_WHEN)
+
+
+def ordered_load_sql(total: int) -> str:
+    """LOAD_SQL with ORDERED_WHEN for a history of ``total`` rows."""
+    return LOAD_SQL_TEMPLATE.replace("{when}", ORDERED_WHEN % {"total": int(total)})
 
 
 # --------------------------------------------------------------------------- inside the venv

@@ -75,6 +75,17 @@ def test_queue_stats_counts_backlog_and_oldest_due_job():
     assert "default" in stats
 
 
+def test_queue_stats_count_ready_jobs_waiting_on_others():
+    # READY is counted in two parts, each on a partial index: the claimable, the waiting.
+    make_jobs(3, queue="emails")
+    make_jobs(2, queue="emails", waiting_for=1)
+    make_jobs(4, queue="reports", waiting_for=3)
+    stats = {queue.name: queue for queue in operations.queue_stats(cap=10)}
+    assert str(stats["emails"].counts[JobStatus.READY]) == "5"
+    assert str(stats["reports"].counts[JobStatus.READY]) == "4"
+    assert stats["emails"].due == 3
+
+
 def test_throughput_counts_successes_and_failed_attempts_per_minute():
     now = get_backend("default").db_now()
     make_jobs(3, JobStatus.SUCCESSFUL, finished_at=now - timedelta(minutes=5))
@@ -162,6 +173,29 @@ def test_prune_is_bounded_per_round(monkeypatch):
     result = operations.prune_expired(max_batches=2)
     assert (result.deleted["SUCCESSFUL"], result.remaining) == (6, True)
     assert Job.objects.count() == 4
+
+
+def test_prune_deletes_the_oldest_first_whatever_their_ids(monkeypatch):
+    # Batches walk finished_at through its index, not the ids: at 20 million rows an id
+    # walk read the primary key past every kept row to the first expired one, each batch.
+    monkeypatch.setattr(batches, "BATCH_SIZE", 3)
+    now = timezone.now()
+    newest_first = [
+        make_job(JobStatus.FAILED, finished_at=now - timedelta(days=31 + i)).id for i in range(7)
+    ]
+    result = operations.prune_expired(max_batches=1)
+    assert (result.deleted["FAILED"], result.remaining) == (3, True)
+    assert set(Job.objects.values_list("id", flat=True)) == set(newest_first[:4])
+
+
+def test_prune_walks_past_many_rows_finished_at_the_same_time(monkeypatch):
+    monkeypatch.setattr(batches, "BATCH_SIZE", 3)
+    at = timezone.now() - timedelta(days=40)
+    make_jobs(8, JobStatus.CANCELLED, finished_at=at)
+    kept = make_job(JobStatus.CANCELLED, finished_at=timezone.now())
+    result = operations.prune_expired()
+    assert (result.deleted["CANCELLED"], result.remaining) == (8, False)
+    assert list(Job.objects.values_list("id", flat=True)) == [kept.id]
 
 
 def test_retention_setting_per_status(settings):

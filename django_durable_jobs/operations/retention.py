@@ -2,7 +2,8 @@
 
 Workers call ``prune_expired`` from their maintenance round; ``manage.py jobs
 purge`` calls it on demand. Each batch is one short ``DELETE`` of at most
-``batches.BATCH_SIZE`` rows found through the (status, finished_at) index; on
+``batches.BATCH_SIZE`` rows, the oldest first, read from the (status,
+finished_at) index (not in id order: see ``batches.run_in_batches``); on
 PostgreSQL the batch skips rows another worker is deleting (``SKIP LOCKED``),
 so any number of workers can prune at once without waiting on each other.
 """
@@ -72,6 +73,7 @@ def prune_expired(
             lambda batch: batch.delete()[0],
             limit=limit,
             skip_locked=True,
+            walk="finished_at",  # oldest first, through the (status, finished_at) index
         )
         deleted[status] = count
         remaining = remaining or more

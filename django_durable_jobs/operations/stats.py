@@ -19,7 +19,7 @@ from django.db.models.functions import TruncMinute
 from ..conf import app_settings
 from ..constants import JobStatus
 from ..db import get_backend
-from ..models import READY, RUNNING, FailedAttempts, Job, Worker
+from ..models import FINISHED_STATUSES, READY, RUNNING, FailedAttempts, Job, Worker
 from .batches import capped_count
 from .queues import paused_queues, queue_names
 
@@ -145,10 +145,14 @@ def queue_stats(
     for name in queue_names(alias):
         jobs = Job.objects.using(alias).filter(queue=name)
         counts = {
-            status: count_jobs(jobs.filter(status=status), cap)
-            for status in JobStatus.values
-            if status != JobStatus.RUNNING
+            status: count_jobs(jobs.filter(status=status), cap) for status in FINISHED_STATUSES
         }
+        # READY in two parts, each on a partial index (the claim's by queue, the waiting
+        # jobs'): counted as one, another queue's backlog was read row by row (2 s for a
+        # queue with none beside a million READY, bench/large_tables.py).
+        counts[JobStatus.READY] = count_jobs(jobs.filter(READY), cap) + count_jobs(
+            jobs.filter(status=JobStatus.READY, waiting_for__gt=0), cap
+        )
         counts[JobStatus.RUNNING] = Count(running.get(name, 0))
         due_count, oldest = due.get(name, (0, None))
         stats.append(

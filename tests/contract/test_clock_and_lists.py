@@ -69,6 +69,15 @@ def test_distinct_names_lists_backlog_and_history_names(backend):
     )
 
 
+def test_distinct_names_list_ready_running_and_waiting_jobs(backend):
+    # Each from its own partial index (a sample of the table read a 20-million-row history).
+    make_job(JobStatus.READY, name="a.ready")
+    make_job(JobStatus.READY, name="b.later", run_at=timezone.now() + timedelta(days=1))
+    make_job(JobStatus.RUNNING, name="c.running")
+    make_job(JobStatus.READY, name="d.waiting", waiting_for=2)
+    assert backend.distinct_names() == ["a.ready", "b.later", "c.running", "d.waiting"]
+
+
 def test_an_empty_table_has_no_queues_and_no_names(backend):
     assert backend.distinct_queues() == []
     assert backend.distinct_names() == []
