@@ -16,7 +16,7 @@ from datetime import timedelta
 from ..db import Backend
 from .expirer import expire_due_jobs
 from .groups import release_finished_groups
-from .pruner import prune_finished_jobs
+from .pruner import PRUNE_TIME_SHARE, prune_finished_jobs
 from .rescuer import RESCUE_BATCH, rescue_dead_worker, rescue_expired_leases
 from .workers import remove_dead_workers
 
@@ -40,4 +40,4 @@ def run_maintenance(backend: Backend, *, lease_seconds: float, heartbeat_interva
     remove_dead_workers(
         backend.alias, timedelta(seconds=max(lease_seconds * 2, heartbeat_interval * 5))
     )
-    prune_finished_jobs(backend)
+    prune_finished_jobs(backend, budget=heartbeat_interval * PRUNE_TIME_SHARE)

@@ -55,6 +55,22 @@ def test_a_round_deletes_at_most_its_batches_and_only_finished_rows_past_retenti
     assert pruner.prune_finished_jobs(backend, force=True) == 0
 
 
+def test_while_expired_rows_remain_the_heartbeats_round_goes_on_within_its_time_budget(
+    backend, small_batches
+):
+    """One round alone (10 rows here, 5,000 by default) fell behind a busy worker."""
+    from django_durable_jobs.maintenance import run_maintenance
+
+    clock = now()
+    make_jobs(27, JobStatus.SUCCESSFUL, finished_at=clock - 8 * DAY)
+    kept = make_job(JobStatus.SUCCESSFUL, finished_at=clock)
+    run_maintenance(backend, lease_seconds=60, heartbeat_interval=10)  # budget: 2 s
+    assert list(Job.objects.values_list("id", flat=True)) == [kept.id]
+    # No budget: one round of batches, the rest left for the next one.
+    make_jobs(27, JobStatus.SUCCESSFUL, finished_at=clock - 8 * DAY)
+    assert pruner.prune_finished_jobs(backend, force=True, budget=0.0) == 10
+
+
 def test_racing_pruners_delete_each_row_once(backend, small_batches):
     clock = now()
     make_jobs(40, JobStatus.SUCCESSFUL, finished_at=clock - 8 * DAY)
