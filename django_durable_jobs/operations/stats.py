@@ -144,7 +144,7 @@ def queue_stats(
     stats = []
     for name in queue_names(alias):
         jobs = Job.objects.using(alias).filter(queue=name)
-        counts = {
+        counts: dict[str, Count] = {
             status: count_jobs(jobs.filter(status=status), cap) for status in FINISHED_STATUSES
         }
         # READY in two parts, each on a partial index (the claim's by queue, the waiting
