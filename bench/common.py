@@ -251,6 +251,33 @@ def system_env(system: str, pg_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def ddj_env(pg_url: str, db: str, **extra: str) -> dict[str, str]:
+    """The environment of our bench project's Django (runworker, migrate) on database ``db``."""
+    return system_env(
+        "durable_jobs",
+        pg_url,
+        BENCH_DSN=f"{pg_url}/{db}",
+        DJANGO_SETTINGS_MODULE="bench_ddj_settings",
+        PYTHONPATH=str(BENCH / "project"),
+        **extra,
+    )
+
+
+def fresh_ddj_database(pg_url: str, db: str) -> dict[str, str]:
+    """Database ``db`` created anew with our migrations applied; returns its ``ddj_env``.
+
+    Run from our virtualenv (psycopg, Django).
+    """
+    import psycopg
+
+    with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db}"')
+        conn.execute(f'CREATE DATABASE "{db}"')
+    env = ddj_env(pg_url, db)
+    subprocess.run([sys.executable, "-m", "django", "migrate", "-v0"], env=env, check=True)
+    return env
+
+
 def run_runner(system: str, pg_url: str, results: Path, **extra: str) -> dict:
     """One ``runner.py`` pass of the shared harness for ``system``; returns its result JSON."""
     results.mkdir(parents=True, exist_ok=True)

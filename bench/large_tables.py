@@ -243,13 +243,7 @@ def measure(db: str, claims: int, idle_polls: int, enqueues: int) -> dict:
 
 
 def _worker(db: str, log_path: Path, settings: dict, *args: str) -> subprocess.Popen:
-    env = dict(os.environ)
-    env.update(
-        BENCH_DSN=f"{os.environ['BENCH_PG_URL']}/{db}",
-        DJANGO_SETTINGS_MODULE="bench_ddj_settings",
-        PYTHONPATH=str(common.BENCH / "project"),
-        BENCH_DDJ_SETTINGS=json.dumps(settings),
-    )
+    env = common.ddj_env(os.environ["BENCH_PG_URL"], db, BENCH_DDJ_SETTINGS=json.dumps(settings))
     with open(log_path, "a") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "django", "runworker", *args],

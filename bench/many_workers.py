@@ -132,6 +132,14 @@ def tcp_to(process, port: int) -> int:
     )
 
 
+def _tree(proc: subprocess.Popen) -> list:
+    """The worker process and its children (``--processes``), as psutil processes."""
+    import psutil
+
+    root = psutil.Process(proc.pid)
+    return [root, *root.children(recursive=True)]
+
+
 def start_workers(n: int, env: dict, out: Path, tag: str) -> list[subprocess.Popen]:
     conc = os.environ.get("BENCH_MANY_CONC", "8")
     procs = []
@@ -185,20 +193,13 @@ def cell(
     bouncer: Bouncer | None,
 ) -> dict:
     """One process count in one mode: start, idle connections, one drain, its figures."""
-    import psutil
 
     conn.execute(f"TRUNCATE {JOB_TABLE}, {WORKER_TABLE}")
     procs = start_workers(n, env, out, f"{mode}-{n}")
     try:
         startup = wait_registered(conn, procs)
         time.sleep(2.0)
-        per_worker = [
-            sum(
-                tcp_to(p, ports[mode])
-                for p in [psutil.Process(w.pid), *psutil.Process(w.pid).children(recursive=True)]
-            )
-            for w in procs
-        ]
+        per_worker = [sum(tcp_to(p, ports[mode]) for p in _tree(w)) for w in procs]
         (backends,) = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
             "AND datname = %s AND pid <> pg_backend_pid()",
@@ -257,18 +258,8 @@ def cell(
         server_log = server.log_since(log_offset)
         lock_waits = server_log.count("still waiting for")
         (out / f"{mode}-{n}-server.log").write_text(server_log)
-        busy_conns = [
-            sum(
-                tcp_to(q, ports[mode])
-                for q in [psutil.Process(w.pid), *psutil.Process(w.pid).children(recursive=True)]
-            )
-            for w in procs
-        ]
-        rss = sum(
-            q.memory_info().rss
-            for w in procs
-            for q in [psutil.Process(w.pid), *psutil.Process(w.pid).children(recursive=True)]
-        )
+        busy_conns = [sum(tcp_to(p, ports[mode]) for p in _tree(w)) for w in procs]
+        rss = sum(p.memory_info().rss for w in procs for p in _tree(w))
     finally:
         stop_workers(procs)
     xacts = stats1[0] - stats0[0]
@@ -336,16 +327,7 @@ def main() -> int:
     results: list[dict] = []
     try:
         pg_url = server.url
-        env = common.system_env(
-            "durable_jobs",
-            pg_url,
-            BENCH_DSN=f"{pg_url}/{DB}",
-            DJANGO_SETTINGS_MODULE="bench_ddj_settings",
-            PYTHONPATH=str(common.BENCH / "project"),
-        )
-        with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{DB}"')
-        subprocess.run([sys.executable, "-m", "django", "migrate", "-v0"], env=env, check=True)
+        env = common.fresh_ddj_database(pg_url, DB)
         envs = {"direct": env}
         if bouncer:
             envs["pgbouncer"] = {

@@ -42,13 +42,7 @@ RATE = int(os.environ.get("BENCH_PYSPY_RATE", "250"))
 
 
 def _env(pg_url: str) -> dict:
-    return common.system_env(
-        "durable_jobs",
-        pg_url,
-        BENCH_DSN=f"{pg_url}/{DB}",
-        DJANGO_SETTINGS_MODULE="bench_ddj_settings",
-        PYTHONPATH=str(common.BENCH / "project"),
-    )
+    return common.ddj_env(pg_url, DB)
 
 
 def _concurrency() -> int:

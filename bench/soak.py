@@ -41,16 +41,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     samples = []
     with common.private_server() as pg_url:
-        env = common.system_env(
-            "durable_jobs",
-            pg_url,
-            BENCH_DSN=f"{pg_url}/{DB}",
-            DJANGO_SETTINGS_MODULE="bench_ddj_settings",
-            PYTHONPATH=str(common.BENCH / "project"),
-        )
-        with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{DB}"')
-        subprocess.run([sys.executable, "-m", "django", "migrate", "-v0"], env=env, check=True)
+        env = common.fresh_ddj_database(pg_url, DB)
         with psycopg.connect(f"{pg_url}/{DB}", autocommit=True) as conn:
             conn.execute(BACKLOG_SQL, [n])
             conn.execute("CHECKPOINT")

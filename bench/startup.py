@@ -94,17 +94,7 @@ def main() -> int:
     }
     loads: list[float] = []
     with common.private_server() as pg_url:
-        base_env = common.system_env(
-            "durable_jobs",
-            pg_url,
-            BENCH_DSN=f"{pg_url}/{DB}",
-            DJANGO_SETTINGS_MODULE="bench_ddj_settings",
-            PYTHONPATH=str(PROJECT),
-        )
-        with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{DB}"')
-            conn.execute(f'CREATE DATABASE "{DB}"')
-        subprocess.run([sys.executable, "-m", "django", "migrate", "-v0"], env=base_env, check=True)
+        base_env = common.fresh_ddj_database(pg_url, DB)
         envs = {
             name: {**base_env, "PYTHONPATH": f"{path}{os.pathsep}{PROJECT}"}
             for name, path in variants.items()
